@@ -1,0 +1,54 @@
+# ferroloop — `make demo` and `make test` do everything on a fresh machine:
+# create .venv, install build/test dependencies, build the extension (release).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DEPS   := $(VENV)/.deps-installed
+export VIRTUAL_ENV := $(abspath $(VENV))
+
+.PHONY: all build demo test test-rust test-py test-cpython bench lint fmt clean
+
+all: build
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS): requirements-dev.txt | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# The editable install keeps python/ferroloop live and puts the release-built
+# extension next to it.
+build: $(DEPS)
+	$(VENV)/bin/maturin develop --release -q
+
+demo: build
+	$(PY) demo/main.py
+
+test: build test-rust test-cpython test-py
+
+test-rust:
+	cargo test -p ferroloop-engine -q
+
+test-cpython: build
+	$(PY) tests/cpython/run.py
+
+# Last, so `make test` ends with pytest's summary line.
+test-py: build
+	$(PY) -m pytest tests
+
+bench: build
+	$(PY) benchmarks/run.py
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --release -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,23 @@
+//! ferroloop's event-loop engine: the parts of asyncio's `BaseEventLoop` that
+//! do not need Python.
+//!
+//! * [`ready::ReadyQueue`] — the `_ready` FIFO of callbacks due now;
+//! * [`timers::TimerHeap`] — the `_scheduled` heap ordered by `(when, seq)`,
+//!   with lazy cancellation and compaction;
+//! * [`poller::Poller`] — level-triggered epoll with per-fd read/write interest;
+//! * [`waker::Waker`] — an eventfd that wakes a sleeping poll from any thread;
+//! * [`clock`] — the monotonic clock asyncio's `loop.time()` uses.
+//!
+//! Everything is generic over the callback type, so it is tested with plain
+//! Rust values; the PyO3 crate instantiates it with Python handles.
+
+pub mod clock;
+pub mod poller;
+pub mod ready;
+pub mod timers;
+pub mod waker;
+
+pub use poller::{timeout_to_ms, Event, Events, Interest, Poller};
+pub use ready::ReadyQueue;
+pub use timers::{CancelCounter, Timer, TimerHeap};
+pub use waker::Waker;

@@ -1,0 +1,94 @@
+//! The ready queue (asyncio's `_ready`): callbacks that are due now, in FIFO
+//! order.
+//!
+//! One loop iteration runs exactly the callbacks that were queued when it
+//! started running callbacks; callbacks they schedule wait for the next
+//! iteration (after another poll). [`ReadyQueue::batch_len`] is that count.
+
+use std::collections::VecDeque;
+
+/// FIFO of due callbacks.
+#[derive(Debug)]
+pub struct ReadyQueue<T> {
+    items: VecDeque<T>,
+}
+
+impl<T> Default for ReadyQueue<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> ReadyQueue<T> {
+    pub fn new() -> Self {
+        ReadyQueue {
+            items: VecDeque::with_capacity(64),
+        }
+    }
+
+    /// Appends a callback at the back (what `call_soon` does).
+    pub fn push(&mut self, item: T) {
+        self.items.push_back(item);
+    }
+
+    /// Takes the oldest callback.
+    pub fn pop(&mut self) -> Option<T> {
+        self.items.pop_front()
+    }
+
+    /// How many callbacks the iteration that starts now must run.
+    pub fn batch_len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The queued callbacks, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter()
+    }
+
+    /// Removes every queued callback and hands them back, so the caller can
+    /// drop them where dropping is safe (for Python objects: outside any lock).
+    pub fn drain_all(&mut self) -> Vec<T> {
+        self.items.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_order() {
+        let mut q = ReadyQueue::new();
+        for i in 0..5 {
+            q.push(i);
+        }
+        let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn batch_excludes_items_pushed_while_running() {
+        let mut q = ReadyQueue::new();
+        q.push(1);
+        q.push(2);
+        let n = q.batch_len();
+        let mut ran = vec![];
+        for _ in 0..n {
+            let x = q.pop().unwrap();
+            ran.push(x);
+            q.push(x * 10); // scheduled by the callback: next iteration
+        }
+        assert_eq!(ran, vec![1, 2]);
+        assert_eq!(q.drain_all(), vec![10, 20]);
+        assert!(q.is_empty());
+    }
+}

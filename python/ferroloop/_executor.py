@@ -1,0 +1,79 @@
+"""The default executor: run blocking functions in threads."""
+
+import concurrent.futures
+import threading
+
+from asyncio import coroutines
+from asyncio import futures
+
+
+def _check_callable(func, method):
+    # The debug-mode check asyncio applies to functions handed to the loop.
+    if coroutines.iscoroutine(func) or coroutines.iscoroutinefunction(func):
+        raise TypeError(f"coroutines cannot be used with {method}()")
+    if not callable(func):
+        raise TypeError(
+            f'a callable object was expected by {method}(), got {func!r}')
+
+
+class ExecutorMixin:
+    _default_executor = None
+    _executor_shutdown_called = False
+
+    def _check_default_executor(self):
+        if self._executor_shutdown_called:
+            raise RuntimeError('Executor shutdown has been called')
+
+    def run_in_executor(self, executor, func, *args):
+        """Run func(*args) in executor (None: the default one); return a Future."""
+        self._check_closed()
+        if self._debug:
+            _check_callable(func, 'run_in_executor')
+        if executor is None:
+            # Only the default executor is guarded against use after shutdown.
+            self._check_default_executor()
+            executor = self._default_executor
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix='asyncio')
+                self._default_executor = executor
+        return futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError('executor must be ThreadPoolExecutor instance')
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self):
+        """Shut the default executor down, waiting for its threads to finish."""
+        self._executor_shutdown_called = True
+        if self._default_executor is None:
+            return
+        future = self.create_future()
+        # executor.shutdown(wait=True) blocks: wait for it in a helper thread
+        # so the loop keeps running meanwhile.
+        thread = threading.Thread(target=self._shutdown_executor_in_thread,
+                                  args=(future,))
+        thread.start()
+        try:
+            await future
+        finally:
+            thread.join()
+
+    def _shutdown_executor_in_thread(self, future):
+        try:
+            self._default_executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(future.set_result, None)
+        except Exception as ex:
+            if not self.is_closed():
+                self.call_soon_threadsafe(future.set_exception, ex)
+
+    def _close_default_executor(self):
+        # Part of close(): no waiting, and no new work for the default
+        # executor afterwards.
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)

@@ -1,0 +1,43 @@
+"""The public event loop class, composed from one mixin per asyncio concept.
+
+LoopCore (native) runs the iterations and owns callbacks, timers and fd
+watching; the mixins add the rest of asyncio's event loop API in Python.
+"""
+
+import asyncio
+
+from asyncio import coroutines
+
+from ._ferroloop import LoopCore
+from ._asyncgens import AsyncGensMixin
+from ._dns import DnsMixin
+from ._exception_handling import ExceptionHandlingMixin
+from ._executor import ExecutorMixin
+from ._lifecycle import LifecycleMixin
+from ._planned import PlannedMixin
+from ._running import RunningMixin
+from ._signals import SignalsMixin
+from ._sock_ops import SockOpsMixin
+from ._tasks import TasksMixin
+
+
+class Loop(RunningMixin, LifecycleMixin, TasksMixin, ExceptionHandlingMixin,
+           AsyncGensMixin, ExecutorMixin, DnsMixin, SockOpsMixin,
+           SignalsMixin, LoopCore, PlannedMixin, asyncio.AbstractEventLoop):
+    """asyncio event loop running on ferroloop's native core.
+
+    Mixins come before LoopCore so their methods (close, set_debug) wrap the
+    native ones; PlannedMixin comes after it so native implementations
+    replace its placeholders; AbstractEventLoop is last because it only
+    defines the interface.
+    """
+
+    # Shown in reprs and tracebacks under the name users import it by.
+    __module__ = 'ferroloop'
+
+    def __init__(self):
+        super().__init__()
+        self._init_asyncgens()
+        self._init_signals()
+        # Debug mode follows -X dev / PYTHONASYNCIODEBUG, as asyncio's does.
+        self.set_debug(coroutines._is_debug_mode())

@@ -1,0 +1,45 @@
+"""Loop APIs whose native implementation has not landed yet.
+
+Each raises NotImplementedError naming the missing feature, so that code
+reaching them fails loudly and says why.  The mixin sits after the native
+LoopCore in Loop's bases: once LoopCore implements one of these methods, the
+native method wins without any change here.
+"""
+
+# method name -> the feature that will provide it
+PLANNED = {
+    'create_connection': 'TCP transports',
+    'create_server': 'TCP servers',
+    'connect_accepted_socket': 'TCP transports',
+    'create_unix_connection': 'Unix socket transports',
+    'create_unix_server': 'Unix socket servers',
+    'create_datagram_endpoint': 'UDP transports',
+    'connect_read_pipe': 'pipe transports',
+    'connect_write_pipe': 'pipe transports',
+    'subprocess_exec': 'subprocess transports',
+    'subprocess_shell': 'subprocess transports',
+    'start_tls': 'TLS',
+    'sendfile': 'sendfile on transports',
+    'sock_sendfile': 'sendfile',
+}
+
+
+def _not_implemented_yet(name, feature):
+    # Coroutine functions, like the real methods: the error surfaces where
+    # the call is awaited.
+    async def method(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"ferroloop does not implement {name} yet ({feature}: planned)")
+    method.__name__ = name
+    method.__qualname__ = f'PlannedMixin.{name}'
+    method.__doc__ = f'Not implemented yet ({feature}: planned).'
+    return method
+
+
+class PlannedMixin:
+    pass
+
+
+for _name, _feature in PLANNED.items():
+    setattr(PlannedMixin, _name, _not_implemented_yet(_name, _feature))
+del _name, _feature

@@ -1,0 +1,275 @@
+"""Low-level socket operations (loop.sock_*), built on add_reader/add_writer.
+
+Same scheme as asyncio's selector loop: try the non-blocking call at once;
+if it would block, register a reader/writer callback that retries it until
+it succeeds or fails, and resolve a future with the outcome.  A done
+callback on that future removes the fd callback again, so cancelling the
+awaiting task leaves nothing registered.
+"""
+
+import functools
+import socket
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without ssl
+    ssl = None
+
+_HAS_IPv6 = hasattr(socket, 'AF_INET6')
+
+
+def _check_not_ssl(sock):
+    # Bytes on an SSLSocket are ciphertext: raw sock_* calls would corrupt
+    # the TLS stream.
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def _settle(fut, operation, *args):
+    """Try operation(*args) once and resolve fut, unless it would block.
+
+    Returns True when fut has been resolved.
+    """
+    try:
+        result = operation(*args)
+    except (BlockingIOError, InterruptedError):
+        return False  # not ready: the fd callback will try again
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+    return True
+
+
+class SockOpsMixin:
+
+    def _check_sock(self, sock):
+        _check_not_ssl(sock)
+        # As in the stock loop, a blocking socket is only refused in debug
+        # mode (the check costs a syscall per operation).
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    # -- waiting for readiness ------------------------------------------
+
+    def _wait_readable(self, sock, retry, *args):
+        # Register retry(fut, sock, *args) as the reader of sock's fd and
+        # return the future it will resolve.
+        fut = self.create_future()
+        fd = sock.fileno()
+        handle = self.add_reader(fd, retry, fut, sock, *args)
+        fut.add_done_callback(
+            functools.partial(self._sock_read_done, fd, handle=handle))
+        return fut
+
+    def _wait_writable(self, sock, retry, *args):
+        fut = self.create_future()
+        fd = sock.fileno()
+        handle = self.add_writer(fd, retry, fut, sock, *args)
+        fut.add_done_callback(
+            functools.partial(self._sock_write_done, fd, handle=handle))
+        return fut
+
+    def _sock_read_done(self, fd, fut, handle=None):
+        # If our reader was cancelled, it was replaced or removed already;
+        # removing now would remove someone else's reader.
+        if handle is None or not handle.cancelled():
+            self.remove_reader(fd)
+
+    def _sock_write_done(self, fd, fut, handle=None):
+        if handle is None or not handle.cancelled():
+            self.remove_writer(fd)
+
+    # -- receiving ------------------------------------------------------
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from sock."""
+        self._check_sock(sock)
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._wait_readable(sock, self._sock_recv_ready, n)
+
+    def _sock_recv_ready(self, fut, sock, n):
+        if not fut.done():
+            _settle(fut, sock.recv, n)
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into the writable buffer buf; return the byte count."""
+        self._check_sock(sock)
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._wait_readable(sock, self._sock_recv_into_ready, buf)
+
+    def _sock_recv_into_ready(self, fut, sock, buf):
+        if not fut.done():
+            _settle(fut, sock.recv_into, buf)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to bufsize bytes: (data, address)."""
+        self._check_sock(sock)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._wait_readable(sock, self._sock_recvfrom_ready,
+                                         bufsize)
+
+    def _sock_recvfrom_ready(self, fut, sock, bufsize):
+        if not fut.done():
+            _settle(fut, sock.recvfrom, bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf: (byte count, address)."""
+        self._check_sock(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._wait_readable(sock, self._sock_recvfrom_into_ready,
+                                         buf, nbytes)
+
+    def _sock_recvfrom_into_ready(self, fut, sock, buf, nbytes):
+        if not fut.done():
+            _settle(fut, sock.recvfrom_into, buf, nbytes)
+
+    # -- sending --------------------------------------------------------
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data on the connected socket sock."""
+        self._check_sock(sock)
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent == len(data):
+            return
+        # The one-element list is the send position, shared with the
+        # writer callback across calls.
+        return await self._wait_writable(sock, self._sock_sendall_ready,
+                                         memoryview(data), [sent])
+
+    def _sock_sendall_ready(self, fut, sock, view, position):
+        if fut.done():
+            # Cancelled in an earlier iteration; the done callback has
+            # removed (or will remove) this writer.
+            return
+        start = position[0]
+        try:
+            sent = sock.send(view[start:])
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            return
+        start += sent
+        if start == len(view):
+            fut.set_result(None)
+        else:
+            position[0] = start
+
+    async def sock_sendto(self, sock, data, address):
+        """Send the datagram data to address; return the byte count."""
+        self._check_sock(sock)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._wait_writable(sock, self._sock_sendto_ready,
+                                         data, address)
+
+    def _sock_sendto_ready(self, fut, sock, data, address):
+        if not fut.done():
+            _settle(fut, sock.sendto, data, 0, address)
+
+    # -- connecting and accepting ---------------------------------------
+
+    async def sock_connect(self, sock, address):
+        """Connect sock to address (host names are resolved first)."""
+        self._check_sock(sock)
+        if sock.family == socket.AF_INET or (
+                _HAS_IPv6 and sock.family == socket.AF_INET6):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto,
+                loop=self)
+            address = resolved[0][4]
+
+        fut = self.create_future()
+        try:
+            sock.connect(address)
+        except (BlockingIOError, InterruptedError):
+            # The connection proceeds in the background (also after EINTR,
+            # bpo-23618); writability says it finished, SO_ERROR how.
+            fd = sock.fileno()
+            handle = self.add_writer(fd, self._sock_connect_ready,
+                                     fut, sock, address)
+            fut.add_done_callback(
+                functools.partial(self._sock_write_done, fd, handle=handle))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        try:
+            return await fut
+        finally:
+            # Break the reference cycle through the traceback on error.
+            fut = None
+
+    def _sock_connect_ready(self, fut, sock, address):
+        if fut.done():
+            return
+        try:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err != 0:
+                raise OSError(err, f'Connect call failed {address}')
+        except (BlockingIOError, InterruptedError):
+            pass  # still connecting: the writer stays registered
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        finally:
+            fut = None
+
+    async def sock_accept(self, sock):
+        """Accept a connection on the listening sock: (conn, address).
+
+        conn is returned non-blocking.
+        """
+        self._check_sock(sock)
+        fut = self.create_future()
+        self._sock_accept_ready(fut, sock, registered=False)
+        return await fut
+
+    def _sock_accept_ready(self, fut, sock, registered=True):
+        if fut.done():
+            return
+        try:
+            conn, address = sock.accept()
+            conn.setblocking(False)
+        except (BlockingIOError, InterruptedError):
+            if not registered:
+                fd = sock.fileno()
+                handle = self.add_reader(fd, self._sock_accept_ready,
+                                         fut, sock)
+                fut.add_done_callback(
+                    functools.partial(self._sock_read_done, fd, handle=handle))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result((conn, address))

@@ -1,0 +1,57 @@
+//! Running a callback inside its `contextvars.Context`, as
+//! `Context.run(callback, *args)` does, without building the argument tuple
+//! twice: the context is entered and exited through the C API.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+/// Calls `func(*args)` with `context` entered. Objects that are not real
+/// `Context`s fall back to their own `run` method (as asyncio would call it).
+#[inline]
+pub(crate) fn run_in_context(
+    py: Python<'_>,
+    context: &Bound<'_, PyAny>,
+    func: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    // SAFETY: `context` is a live object; PyContext_CheckExact only reads its type.
+    let is_context = unsafe { ffi::PyContext_CheckExact(context.as_ptr()) } != 0;
+    if !is_context {
+        let mut call_args: Vec<Bound<'_, PyAny>> = Vec::with_capacity(args.len() + 1);
+        call_args.push(func.clone());
+        call_args.extend(args.iter());
+        context.call_method1("run", PyTuple::new(py, call_args)?)?;
+        return Ok(());
+    }
+    // SAFETY: `context` is an exact Context (checked above) that we hold a
+    // reference to for the whole call; Enter fails cleanly (returns -1 with an
+    // exception set) when the context is already entered.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = if args.is_empty() {
+        func.call0()
+    } else {
+        func.call1(args)
+    };
+    // SAFETY: we entered this context just above on this thread, so exiting it
+    // is balanced.
+    let exited = unsafe { ffi::PyContext_Exit(context.as_ptr()) };
+    let result = result.map(drop);
+    if exited < 0 && result.is_ok() {
+        return Err(PyErr::fetch(py));
+    }
+    result
+}
+
+/// `contextvars.copy_context()`.
+#[inline]
+pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an
+    // exception set; `from_owned_ptr_or_err` takes ownership of exactly that.
+    unsafe {
+        let ptr = ffi::PyContext_CopyCurrent();
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.unbind())
+    }
+}

@@ -1,0 +1,290 @@
+//! `Handle` and `TimerHandle`: what `call_soon`, `call_later`, `call_at` and
+//! `add_reader` return, with asyncio's API (`cancel`, `cancelled`, `when`,
+//! `get_context`, ordering of timer handles, `repr`).
+//!
+//! Both are one native struct: a `TimerHandle` is a `Handle` whose `timer`
+//! part is set, so the loop's ready queue holds a single type.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use ferroloop_engine::CancelCounter;
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::context::run_in_context;
+use crate::pyhelpers::{format_callback_source, lock};
+
+/// The callable and its positional arguments. Dropped on `cancel()` so a
+/// cancelled handle no longer keeps what it would have called alive.
+pub(crate) struct Callback {
+    pub(crate) func: Py<PyAny>,
+    pub(crate) args: Py<PyTuple>,
+}
+
+/// The timer part of a `TimerHandle`.
+pub(crate) struct TimerState {
+    pub(crate) when: f64,
+    /// True while the handle sits in the loop's timer heap.
+    pub(crate) scheduled: AtomicBool,
+    /// Shared with the heap: counts cancellations of scheduled timers.
+    pub(crate) cancel_counter: CancelCounter,
+}
+
+#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
+pub struct Handle {
+    pub(crate) callback: Mutex<Option<Callback>>,
+    pub(crate) context: Py<PyAny>,
+    cancelled: AtomicBool,
+    pub(crate) timer: Option<TimerState>,
+    /// `format_helpers.extract_stack()` at creation, in debug mode.
+    pub(crate) source_traceback: Option<Py<PyAny>>,
+    /// In debug mode, `repr()` is frozen at cancel time (as asyncio does) so
+    /// slow-callback and error reports still name the callback.
+    frozen_repr: Mutex<Option<String>>,
+    debug: bool,
+}
+
+/// A `Handle` returned by `call_later` / `call_at`.
+#[pyclass(frozen, extends = Handle, module = "ferroloop._ferroloop")]
+pub struct TimerHandle {}
+
+impl Handle {
+    pub(crate) fn new(
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Py<PyAny>,
+        timer: Option<TimerState>,
+        source_traceback: Option<Py<PyAny>>,
+        debug: bool,
+    ) -> Handle {
+        Handle {
+            callback: Mutex::new(Some(Callback {
+                func: callback,
+                args,
+            })),
+            context,
+            cancelled: AtomicBool::new(false),
+            timer,
+            source_traceback,
+            frozen_repr: Mutex::new(None),
+            debug,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_unscheduled(&self) {
+        if let Some(t) = &self.timer {
+            t.scheduled.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// The callable and arguments, unless cancelled.
+    pub(crate) fn callback_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        lock(&self.callback)
+            .as_ref()
+            .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
+    }
+
+    /// Runs the callback in its context. Errors are the caller's to route.
+    #[inline]
+    pub(crate) fn run(&self, py: Python<'_>) -> PyResult<()> {
+        let Some((func, args)) = self.callback_parts(py) else {
+            return Ok(());
+        };
+        run_in_context(py, self.context.bind(py), func.bind(py), args.bind(py))
+    }
+
+    fn do_cancel(&self, slf: &Bound<'_, Handle>) -> PyResult<()> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if let Some(t) = &self.timer {
+            if t.scheduled.load(Ordering::Relaxed) {
+                t.cancel_counter.increment();
+            }
+        }
+        if self.debug {
+            let text = self.describe(slf.py(), &slf.get_type().name()?.to_string())?;
+            *lock(&self.frozen_repr) = Some(text);
+        }
+        self.cancelled.store(true, Ordering::Relaxed);
+        // Drop the callable outside the lock: its destructor may run Python code.
+        let dropped = lock(&self.callback).take();
+        drop(dropped);
+        Ok(())
+    }
+
+    /// asyncio's `_repr_info()` joined: `<Name [cancelled] [when=..] cb(args) [created at f:l]>`.
+    fn describe(&self, py: Python<'_>, class_name: &str) -> PyResult<String> {
+        if let Some(text) = lock(&self.frozen_repr).as_ref() {
+            return Ok(text.clone());
+        }
+        let mut info = vec![class_name.to_owned()];
+        if self.is_cancelled() {
+            info.push("cancelled".into());
+        }
+        if let Some(t) = &self.timer {
+            info.push(format!("when={}", crate::pyhelpers::float_repr(py, t.when)?));
+        }
+        if let Some((func, args)) = self.callback_parts(py) {
+            info.push(format_callback_source(py, func.bind(py), args.bind(py))?);
+        }
+        if let Some(tb) = &self.source_traceback {
+            let tb = tb.bind(py);
+            if tb.len()? > 0 {
+                let frame = tb.get_item(-1)?;
+                info.push(format!(
+                    "created at {}:{}",
+                    frame.get_item(0)?.str()?,
+                    frame.get_item(1)?.str()?
+                ));
+            }
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+}
+
+#[pymethods]
+impl Handle {
+    /// Cancels the call. Idempotent.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().do_cancel(slf)
+    }
+
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let name = slf.get_type().name()?.to_string();
+        slf.get().describe(slf.py(), &name)
+    }
+
+    // Read-only views of asyncio's private attributes, which tools and
+    // asyncio's own helpers (`_format_handle`, exception handlers) read.
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback_parts(py).map(|(f, _)| f)
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.callback_parts(py).map(|(_, a)| a)
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.context)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        if let Ok(guard) = self.callback.try_lock() {
+            if let Some(cb) = guard.as_ref() {
+                visit.call(&cb.func)?;
+                visit.call(&cb.args)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let dropped = self.callback.try_lock().ok().and_then(|mut g| g.take());
+        drop(dropped);
+    }
+}
+
+impl TimerHandle {
+    fn timer<'a>(slf: &'a Bound<'_, Self>) -> &'a TimerState {
+        slf.as_super()
+            .get()
+            .timer
+            .as_ref()
+            .expect("a TimerHandle always has a timer part")
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    /// The absolute loop time the callback is scheduled for.
+    fn when(slf: &Bound<'_, Self>) -> f64 {
+        Self::timer(slf).when
+    }
+
+    #[getter]
+    fn _when(slf: &Bound<'_, Self>) -> f64 {
+        Self::timer(slf).when
+    }
+
+    #[getter]
+    fn _scheduled(slf: &Bound<'_, Self>) -> bool {
+        Self::timer(slf).scheduled.load(Ordering::Relaxed)
+    }
+
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        Self::timer(slf)
+            .when
+            .into_pyobject(slf.py())?
+            .hash()
+    }
+
+    /// Ordered by deadline; equal when deadline, callback, arguments and
+    /// cancellation all match (asyncio's rules).
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (Self::timer(slf).when, Self::timer(other).when);
+        let equal = || -> PyResult<bool> {
+            let (x, y) = (slf.as_super().get(), other.as_super().get());
+            if a != b || x.is_cancelled() != y.is_cancelled() {
+                return Ok(false);
+            }
+            match (x.callback_parts(py), y.callback_parts(py)) {
+                (None, None) => Ok(true),
+                (Some((f1, a1)), Some((f2, a2))) => {
+                    Ok(f1.bind(py).eq(f2.bind(py))? && a1.bind(py).eq(a2.bind(py))?)
+                }
+                _ => Ok(false),
+            }
+        };
+        let result = match op {
+            CompareOp::Lt => a < b,
+            CompareOp::Gt => a > b,
+            CompareOp::Le => a < b || equal()?,
+            CompareOp::Ge => a > b || equal()?,
+            CompareOp::Eq => equal()?,
+            CompareOp::Ne => !equal()?,
+        };
+        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+    }
+}

@@ -1,0 +1,22 @@
+//! `ferroloop._ferroloop`: the native half of ferroloop's asyncio event loop.
+//! One module per asyncio concept; the engine (queues, heap, poller) lives
+//! in the `ferroloop-engine` crate, free of Python.
+
+mod context;
+mod debug;
+mod fd_watchers;
+mod handles;
+mod loop_core;
+mod pyhelpers;
+mod run_loop;
+mod state;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<loop_core::LoopCore>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    Ok(())
+}

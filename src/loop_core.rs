@@ -1,0 +1,430 @@
+//! `LoopCore`: the native half of ferroloop's event loop — scheduling
+//! (`call_soon`, `call_later`, `call_at`, `call_soon_threadsafe`), fd
+//! watchers, the loop flags, and the run loop itself (see `run_loop.rs`).
+//!
+//! The public `ferroloop.Loop` is a Python subclass that adds the parts of
+//! asyncio's API that are pure Python in CPython too (run_until_complete,
+//! exception handlers, executors, sockets, signals, ...).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ferroloop_engine::{clock, Interest, Poller, Waker};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::context::copy_current_context;
+use crate::debug;
+use crate::fd_watchers::{self, Side};
+use crate::handles::{Handle, TimerHandle, TimerState};
+use crate::pyhelpers::{extract_stack, lock};
+use crate::state::{LoopState, Scheduled};
+
+/// Token under which the waker's eventfd is registered with the poller.
+pub(crate) const WAKER_TOKEN: u64 = u64::MAX;
+
+/// asyncio's `MAXIMUM_SELECT_TIMEOUT`: never sleep longer than a day.
+pub(crate) const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+
+#[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
+pub struct LoopCore {
+    pub(crate) state: Mutex<LoopState>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) closed: AtomicBool,
+    pub(crate) debug: AtomicBool,
+    /// `threading.get_ident()` of the thread running the loop; 0 when not running.
+    pub(crate) thread_id: AtomicU64,
+    /// `slow_callback_duration` as f64 bits.
+    slow_callback_bits: AtomicU64,
+    pub(crate) clock_resolution: f64,
+    /// The handle being run, in debug mode (asyncio's `_current_handle`).
+    pub(crate) current_handle: Mutex<Option<Py<Handle>>>,
+}
+
+impl LoopCore {
+    #[inline]
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, LoopState> {
+        lock(&self.state)
+    }
+
+    #[inline]
+    pub(crate) fn is_debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn slow_callback_duration(&self) -> f64 {
+        f64::from_bits(self.slow_callback_bits.load(Ordering::Relaxed))
+    }
+
+    fn loop_thread(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    #[inline]
+    fn ensure_open(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
+    }
+
+    /// Builds a handle with asyncio's defaults: a copy of the current context
+    /// when none is given, and a source traceback in debug mode.
+    fn make_handle(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        timer: Option<TimerState>,
+    ) -> PyResult<Handle> {
+        let context = match context {
+            Some(c) if !c.is_none() => c.unbind(),
+            _ => copy_current_context(py)?,
+        };
+        let debug = self.is_debug();
+        let source_traceback = if debug { Some(extract_stack(py)?) } else { None };
+        Ok(Handle::new(
+            callback.clone().unbind(),
+            args.unbind(),
+            context,
+            timer,
+            source_traceback,
+            debug,
+        ))
+    }
+
+    fn push_ready<'py>(&self, py: Python<'py>, handle: Handle) -> PyResult<Bound<'py, Handle>> {
+        let handle = Bound::new(py, handle)?;
+        self.state().ready.push(handle.clone().unbind());
+        Ok(handle)
+    }
+
+    fn schedule_at<'py>(
+        &self,
+        py: Python<'py>,
+        when: f64,
+        callback: &Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+        method: &str,
+    ) -> PyResult<Bound<'py, TimerHandle>> {
+        self.ensure_open()?;
+        if self.is_debug() {
+            debug::check_thread(py, self.loop_thread())?;
+            debug::check_callback(py, callback, method)?;
+        }
+        let counter = self.state().timers.cancel_counter().clone();
+        let timer = TimerState {
+            when,
+            scheduled: AtomicBool::new(true),
+            cancel_counter: counter,
+        };
+        let handle = self.make_handle(py, callback, args, context, Some(timer))?;
+        let init = PyClassInitializer::from(handle).add_subclass(TimerHandle {});
+        let timer_handle = Bound::new(py, init)?;
+        let base: Py<Handle> = timer_handle.as_super().clone().unbind();
+        self.state().timers.push(when, Scheduled(base));
+        Ok(timer_handle)
+    }
+
+    fn add_fd_watcher(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        side: Side,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        self.ensure_open()?;
+        let fd = fd_watchers::fileobj_to_fd(fd)?;
+        let handle = Py::new(py, self.make_handle(py, callback, args, None, None)?)?;
+        let replaced = fd_watchers::add(&mut self.state(), fd, side, handle)?;
+        if let Some(old) = replaced {
+            Handle::cancel_handle(old.bind(py))?;
+        }
+        Ok(())
+    }
+
+    fn remove_fd_watcher(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, side: Side) -> PyResult<bool> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let fd = fd_watchers::fileobj_to_fd(fd)?;
+        let removed = fd_watchers::remove(&mut self.state(), fd, side)?;
+        match removed {
+            Some(handle) => {
+                Handle::cancel_handle(handle.bind(py))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let poller = Arc::new(Poller::new()?);
+        let waker = Arc::new(Waker::new()?);
+        poller.update_with_token(
+            waker.as_raw_fd(),
+            Interest::NONE,
+            Interest {
+                read: true,
+                write: false,
+            },
+            WAKER_TOKEN,
+        )?;
+        Ok(LoopCore {
+            state: Mutex::new(LoopState::new(poller)),
+            waker,
+            stopping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            thread_id: AtomicU64::new(0),
+            slow_callback_bits: AtomicU64::new(0.1f64.to_bits()),
+            clock_resolution: clock::resolution(),
+            current_handle: Mutex::new(None),
+        })
+    }
+
+    /// The loop clock (`time.monotonic()`).
+    fn time(&self) -> f64 {
+        clock::monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon<'py>(
+        &self,
+        py: Python<'py>,
+        callback: &Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        self.ensure_open()?;
+        if self.is_debug() {
+            debug::check_thread(py, self.loop_thread())?;
+            debug::check_callback(py, callback, "call_soon")?;
+        }
+        let handle = self.make_handle(py, callback, args, context, None)?;
+        self.push_ready(py, handle)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe<'py>(
+        &self,
+        py: Python<'py>,
+        callback: &Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        self.ensure_open()?;
+        if self.is_debug() {
+            debug::check_callback(py, callback, "call_soon_threadsafe")?;
+        }
+        let handle = self.make_handle(py, callback, args, context, None)?;
+        let handle = self.push_ready(py, handle)?;
+        self.waker.wake();
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later<'py>(
+        &self,
+        py: Python<'py>,
+        delay: &Bound<'py, PyAny>,
+        callback: &Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let when = clock::monotonic() + delay.extract::<f64>()?;
+        self.schedule_at(py, when, callback, args, context, "call_at")
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at<'py>(
+        &self,
+        py: Python<'py>,
+        when: &Bound<'py, PyAny>,
+        callback: &Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when = when.extract::<f64>()?;
+        self.schedule_at(py, when, callback, args, context, "call_at")
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        self.add_fd_watcher(py, fd, Side::Read, callback, args)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        self.add_fd_watcher(py, fd, Side::Write, callback, args)
+    }
+
+    fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_fd_watcher(py, fd, Side::Read)
+    }
+
+    fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_fd_watcher(py, fd, Side::Write)
+    }
+
+    /// Asks the running loop to stop after the current iteration.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.thread_id.load(Ordering::Relaxed) != 0
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn get_debug(&self) -> bool {
+        self.is_debug()
+    }
+
+    fn set_debug(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.debug.store(enabled.is_truthy()?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[getter]
+    fn get_slow_callback_duration(&self) -> f64 {
+        self.slow_callback_duration()
+    }
+
+    #[setter]
+    fn set_slow_callback_duration(&self, value: f64) {
+        self.slow_callback_bits.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn _debug(&self) -> bool {
+        self.is_debug()
+    }
+
+    #[getter]
+    fn _closed(&self) -> bool {
+        self.is_closed()
+    }
+
+    #[getter(_stopping)]
+    fn stopping_flag(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    #[setter(_stopping)]
+    fn set_stopping_flag(&self, value: bool) {
+        self.stopping.store(value, Ordering::Relaxed);
+    }
+
+    #[getter(_thread_id)]
+    fn thread_id_value(&self) -> Option<u64> {
+        self.loop_thread()
+    }
+
+    #[setter(_thread_id)]
+    fn set_thread_id_value(&self, value: Option<u64>) {
+        self.thread_id.store(value.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn _clock_resolution(&self) -> f64 {
+        self.clock_resolution
+    }
+
+    #[getter]
+    fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
+        lock(&self.current_handle).as_ref().map(|h| h.clone_ref(py))
+    }
+
+    fn _check_closed(&self) -> PyResult<()> {
+        self.ensure_open()
+    }
+
+    /// Wakes the poll from any thread (asyncio's self-pipe write).
+    fn _write_to_self(&self) {
+        self.waker.wake();
+    }
+
+    /// Runs loop iterations until `stop()`; see `run_loop.rs`.
+    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+        crate::run_loop::run_until_stopped(slf)
+    }
+
+    /// Marks the loop closed and releases everything it holds.
+    fn _close_native(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let (handles, poller) = {
+            let mut st = self.state();
+            (st.take_all(), st.poller.take())
+        };
+        drop(poller);
+        drop(handles);
+    }
+
+    /// Number of scheduled timers (cancelled ones included until removed).
+    fn _timer_count(&self) -> usize {
+        self.state().timers.len()
+    }
+
+    /// Number of callbacks waiting in the ready queue.
+    fn _ready_count(&self) -> usize {
+        self.state().ready.len()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(st) = self.state.try_lock() {
+            for h in st.readers.values().chain(st.writers.values()) {
+                visit.call(h)?;
+            }
+            st.visit_queued(|h| visit.call(h))?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let handles = self.state.try_lock().ok().map(|mut st| st.take_all());
+        drop(handles);
+    }
+}
+
+impl Handle {
+    /// `handle.cancel()` from Rust.
+    pub(crate) fn cancel_handle(handle: &Bound<'_, Handle>) -> PyResult<()> {
+        handle.call_method0("cancel").map(drop)
+    }
+}

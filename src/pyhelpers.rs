@@ -1,0 +1,64 @@
+//! Small bridges to Python used off the hot path: cached imports of asyncio's
+//! helpers, float formatting, and a poison-tolerant lock.
+
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+
+/// Locks a mutex, recovering the data if a previous holder panicked (a panic
+/// in one callback must not wedge the loop forever).
+#[inline]
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+static FORMAT_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn format_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    Ok(FORMAT_HELPERS
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio.format_helpers")?.unbind())
+        })?
+        .bind(py))
+}
+
+/// `logging.getLogger("asyncio")`, where asyncio logs.
+pub(crate) fn asyncio_logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    Ok(LOGGER
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(
+                py.import("logging")?
+                    .call_method1("getLogger", ("asyncio",))?
+                    .unbind(),
+            )
+        })?
+        .bind(py))
+}
+
+/// asyncio's text for a callback and its arguments: `func(arg, ...) at file:line`.
+pub(crate) fn format_callback_source(
+    py: Python<'_>,
+    func: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<String> {
+    format_helpers(py)?
+        .call_method1("_format_callback_source", (func, args))?
+        .extract()
+}
+
+/// `format_helpers.extract_stack(sys._getframe(0))`: the stack of the Python
+/// code calling into the loop, for debug-mode source tracebacks.
+pub(crate) fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let frame = py.import("sys")?.call_method1("_getframe", (0,))?;
+    Ok(format_helpers(py)?
+        .call_method1("extract_stack", (frame,))?
+        .unbind())
+}
+
+/// Python's `repr(float)`, so `when=` in reprs reads as in asyncio.
+pub(crate) fn float_repr(py: Python<'_>, x: f64) -> PyResult<String> {
+    Ok(x.into_pyobject(py)?.repr()?.to_string())
+}

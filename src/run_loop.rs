@@ -1,0 +1,211 @@
+//! The run loop: one iteration is asyncio's `BaseEventLoop._run_once`.
+//!
+//! 1. drop cancelled timers (compacting the heap when most are cancelled);
+//! 2. poll: timeout 0 when callbacks are ready, else until the next timer;
+//!    the GIL is released only for a poll that may block;
+//! 3. fd readiness becomes ready callbacks;
+//! 4. expired timers become ready callbacks, in (when, seq) order;
+//! 5. run exactly the callbacks that were ready at this point.
+//!
+//! A poll with a zero timeout is skipped when no fd is watched: nothing could
+//! be reported but the waker, and work posted by other threads is already in
+//! the ready queue. With fds watched, every iteration polls, so I/O is never
+//! starved by a stream of callbacks.
+
+use std::sync::atomic::Ordering;
+
+use ferroloop_engine::{clock, timeout_to_ms, Events};
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::debug;
+use crate::handles::Handle;
+use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
+use crate::pyhelpers::{format_callback_source, lock};
+
+/// Runs iterations until `stop()` was called.
+pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+    let core = slf.get();
+    let mut events = Events::with_capacity(256);
+    let mut garbage: Vec<Py<Handle>> = Vec::with_capacity(64);
+    let result = loop {
+        if let Err(e) = run_once(slf, core, &mut events, &mut garbage) {
+            break Err(e);
+        }
+        if core.stopping.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+    };
+    core.stopping.store(false, Ordering::Relaxed);
+    result
+}
+
+fn run_once(
+    slf: &Bound<'_, LoopCore>,
+    core: &LoopCore,
+    events: &mut Events,
+    garbage: &mut Vec<Py<Handle>>,
+) -> PyResult<()> {
+    let py = slf.py();
+
+    // 1 + 2a: housekeeping and the poll timeout.
+    let (timeout, poller, watching_fds) = {
+        let mut st = core.state();
+        st.timers.remove_cancelled(|t| garbage.push(t.0));
+        let timeout = if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
+            Some(0.0)
+        } else {
+            st.timers.next_deadline().map(|when| {
+                (when - clock::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT)
+            })
+        };
+        let Some(poller) = st.poller.clone() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("Event loop is closed"));
+        };
+        (timeout, poller, st.has_fd_watchers())
+    };
+    garbage.clear();
+
+    // 2b: poll.
+    let timeout_ms = timeout_to_ms(timeout);
+    let polled = if timeout_ms == 0 {
+        if watching_fds {
+            poller.wait(events, 0)
+        } else {
+            Ok(0)
+        }
+    } else {
+        py.detach(|| poller.wait(events, timeout_ms))
+    };
+    let polled_ok = match polled {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            // A signal arrived: run Python's handlers now (Ctrl-C raises
+            // KeyboardInterrupt here), then go on with this iteration.
+            py.check_signals()?;
+            false
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    // 3: readiness to callbacks.
+    if polled_ok && !events.is_empty() {
+        let mut st = core.state();
+        for ev in events.iter() {
+            if ev.token == WAKER_TOKEN {
+                core.waker.drain();
+                continue;
+            }
+            let fd = ev.token as i32;
+            if ev.readable {
+                if let Some(h) = st.readers.get(&fd) {
+                    if h.get().is_cancelled() {
+                        if let Ok(Some(h)) = crate::fd_watchers::remove(&mut st, fd, crate::fd_watchers::Side::Read) {
+                            garbage.push(h);
+                        }
+                    } else {
+                        let h = h.clone_ref(py);
+                        st.ready.push(h);
+                    }
+                }
+            }
+            if ev.writable {
+                if let Some(h) = st.writers.get(&fd) {
+                    if h.get().is_cancelled() {
+                        if let Ok(Some(h)) = crate::fd_watchers::remove(&mut st, fd, crate::fd_watchers::Side::Write) {
+                            garbage.push(h);
+                        }
+                    } else {
+                        let h = h.clone_ref(py);
+                        st.ready.push(h);
+                    }
+                }
+            }
+        }
+    }
+    garbage.clear();
+
+    // 4: expired timers.
+    {
+        let end_time = clock::monotonic() + core.clock_resolution;
+        let mut st = core.state();
+        let st = &mut *st;
+        let ready = &mut st.ready;
+        st.timers.pop_due(
+            end_time,
+            |t| {
+                t.0.get().mark_unscheduled();
+                ready.push(t.0);
+            },
+            |t| {
+                t.0.get().mark_unscheduled();
+                garbage.push(t.0);
+            },
+        );
+    }
+    garbage.clear();
+
+    // 5: run what is ready now; what these callbacks schedule waits for the
+    // next iteration.
+    let ntodo = core.state().ready.batch_len();
+    let debug = core.is_debug();
+    for _ in 0..ntodo {
+        let Some(handle) = core.state().ready.pop() else {
+            break;
+        };
+        let h = handle.get();
+        if h.is_cancelled() {
+            continue;
+        }
+        let result = if debug {
+            run_timed(py, core, &handle)
+        } else {
+            h.run(py)
+        };
+        if let Err(err) = result {
+            report_callback_error(slf, &handle, err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Debug mode: run one handle, warn when it took `slow_callback_duration`.
+fn run_timed(py: Python<'_>, core: &LoopCore, handle: &Py<Handle>) -> PyResult<()> {
+    *lock(&core.current_handle) = Some(handle.clone_ref(py));
+    let t0 = clock::monotonic();
+    let result = handle.get().run(py);
+    let dt = clock::monotonic() - t0;
+    let previous = lock(&core.current_handle).take();
+    drop(previous);
+    if dt >= core.slow_callback_duration() {
+        debug::warn_slow_callback(py, handle.bind(py), dt)?;
+    }
+    result
+}
+
+/// asyncio's `Handle._run` error path: SystemExit and KeyboardInterrupt
+/// propagate out of the loop; everything else goes to the loop's exception
+/// handler and the loop goes on.
+fn report_callback_error(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>, err: PyErr) -> PyResult<()> {
+    let py = slf.py();
+    if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
+        return Err(err);
+    }
+    let h = handle.get();
+    let source = match h.callback_parts(py) {
+        Some((func, args)) => format_callback_source(py, func.bind(py), args.bind(py))?,
+        None => String::new(),
+    };
+    let context = PyDict::new(py);
+    context.set_item("message", format!("Exception in callback {source}"))?;
+    context.set_item("exception", err.value(py))?;
+    context.set_item("handle", handle.bind(py))?;
+    if let Some(tb) = &h.source_traceback {
+        if tb.bind(py).is_truthy()? {
+            context.set_item("source_traceback", tb.bind(py))?;
+        }
+    }
+    slf.call_method1("call_exception_handler", (context,))?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+"""Per-module hooks: make CPython's test_asyncio tests build the loop under test.
+
+Setting the event loop policy (done by _child.py for every module) covers
+every test that gets its loop from asyncio.new_event_loop(), asyncio.run(),
+asyncio.Runner() or unittest.IsolatedAsyncioTestCase. The hooks here cover
+the test classes that construct a loop class *directly*.
+
+Deliberately NOT hooked: test_utils.TestCase.new_test_loop(), which builds a
+TestLoop (asyncio's own BaseEventLoop with a fake clock) for tests of
+Future/Task internals; those test asyncio's Python loop, not ours.
+
+Each hook receives (module, lut) where lut.new_loop() returns a fresh loop
+under test (ferroloop, or a stock SelectorEventLoop for --loop asyncio).
+To hook a new module: add a function and register it in HOOKS.
+"""
+
+from test.test_asyncio import utils as test_utils
+
+
+def _replace_per_selector_classes(module, bases, new_name, lut):
+    """Drop the per-selector copies of a test mixin (SelectEventLoopTests,
+    EPollEventLoopTests, PollEventLoopTests, KqueueEventLoopTests,
+    ProactorEventLoopTests) and add one class running it on the loop under
+    test."""
+    dropped = []
+    for name in ("SelectEventLoopTests", "EPollEventLoopTests",
+                 "PollEventLoopTests", "KqueueEventLoopTests",
+                 "ProactorEventLoopTests"):
+        if hasattr(module, name):
+            delattr(module, name)
+            dropped.append(name)
+    if "SelectEventLoopTests" not in dropped:
+        # CPython layout changed: fail loudly rather than silently running
+        # the stock loop.
+        raise RuntimeError(f"{module.__name__}: SelectEventLoopTests not found;"
+                           " update tests/cpython/hooks.py")
+
+    def create_event_loop(self):
+        return lut.new_loop()
+
+    cls = type(new_name, bases, {
+        "create_event_loop": create_event_loop,
+        "__module__": module.__name__,
+        "__qualname__": new_name,
+    })
+    setattr(module, new_name, cls)
+    return cls
+
+
+def hook_test_events(module, lut):
+    # EventLoopTestsMixin.setUp calls self.create_event_loop(); on Unix the
+    # concrete classes also mix in UnixEventLoopTestsMixin (attaches a
+    # SafeChildWatcher) and SubprocessTestsMixin.
+    _replace_per_selector_classes(
+        module,
+        (module.UnixEventLoopTestsMixin, module.SubprocessTestsMixin,
+         test_utils.TestCase),
+        "EventLoopTests", lut)
+
+
+def hook_test_sock_lowlevel(module, lut):
+    # BaseSockTestsMixin.setUp calls self.create_event_loop().
+    _replace_per_selector_classes(
+        module, (module.BaseSockTestsMixin, test_utils.TestCase),
+        "EventLoopTests", lut)
+
+
+def hook_test_runners(module, lut):
+    # BaseTest.new_loop() builds a stock BaseEventLoop with a mocked
+    # selector and installs it through a TestPolicy; BaseTest.tearDown then
+    # checks the loop was closed and that shutdown_asyncgens() ran. Give it
+    # the loop under test instead, instrumenting shutdown_asyncgens the same
+    # way (but still running the real one).
+    def new_loop(self):
+        loop = lut.new_loop()
+        loop.shutdown_ag_run = False
+        real_shutdown_asyncgens = loop.shutdown_asyncgens
+
+        async def shutdown_asyncgens():
+            loop.shutdown_ag_run = True
+            await real_shutdown_asyncgens()
+
+        loop.shutdown_asyncgens = shutdown_asyncgens
+        return loop
+
+    module.BaseTest.new_loop = new_loop
+
+
+def hook_test_pep492(module, lut):
+    # BaseTest.setUp builds a stock BaseEventLoop with a mocked selector just
+    # to run coroutines; run them on the loop under test.
+    def setUp(self):
+        test_utils.TestCase.setUp(self)
+        self.loop = lut.new_loop()
+        self.set_event_loop(self.loop)
+
+    module.BaseTest.setUp = setUp
+
+
+HOOKS = {
+    "test_events": hook_test_events,
+    "test_sock_lowlevel": hook_test_sock_lowlevel,
+    "test_runners": hook_test_runners,
+    "test_pep492": hook_test_pep492,
+}
+
+
+def apply(name, module, lut):
+    hook = HOOKS.get(name)
+    if hook is not None:
+        hook(module, lut)
