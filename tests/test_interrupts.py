@@ -1,0 +1,60 @@
+"""Ctrl-C (SIGINT) while the loop sleeps in its poll."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+
+def test_sigint_during_long_poll_raises_keyboard_interrupt_promptly(loop):
+    # The loop would sleep for an hour; SIGINT from another thread must end it.
+    far = loop.call_later(3600, loop.stop)
+    t0 = loop.time()
+
+    def interrupt_soon():
+        entered.wait()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    entered = threading.Event()
+    loop.call_soon(entered.set)
+    t = threading.Thread(target=interrupt_soon)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    t.join()
+    assert loop.time() - t0 < 5
+    assert not loop.is_running()
+    # The loop stays usable.
+    seen = []
+    loop.call_soon(seen.append, 'again')
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['again']
+    far.cancel()
+
+
+def test_ctrl_c_in_asyncio_run_cancels_main_like_stock_runner():
+    script = textwrap.dedent('''
+        import asyncio, os, signal, sys
+        import ferroloop
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                print("main cancelled", flush=True)
+                raise
+
+        try:
+            ferroloop.run(main())
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt", flush=True)
+    ''')
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.split() == ['main', 'cancelled', 'KeyboardInterrupt'], out.stderr

@@ -1,0 +1,87 @@
+"""call_later / call_at: deadlines, order, cancellation, heap compaction."""
+import random
+
+import pytest
+
+
+def test_timers_fire_in_deadline_order(loop):
+    seen = []
+    now = loop.time()
+    delays = [0.03, 0.01, 0.02, 0.0]
+    for d in delays:
+        loop.call_at(now + d, seen.append, d)
+    loop.call_at(now + 0.04, loop.stop)
+    loop.run_forever()
+    assert seen == sorted(delays)
+
+
+def test_equal_deadlines_fire_in_scheduling_order(loop):
+    seen = []
+    when = loop.time() + 0.01
+    for i in range(500):
+        loop.call_at(when, seen.append, i)
+    loop.call_at(when, loop.stop)
+    loop.run_forever()
+    assert seen == list(range(500))
+
+
+def test_call_later_never_fires_early(loop):
+    fired = []
+    start = loop.time()
+    loop.call_later(0.05, lambda: fired.append(loop.time()))
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert fired and fired[0] - start >= 0.05 - loop._clock_resolution
+
+
+def test_when_and_ordering_of_timer_handles(loop):
+    a = loop.call_at(10.0, print)
+    b = loop.call_at(20.0, print)
+    assert a.when() == 10.0
+    assert a < b and b > a and a <= b and not a >= b
+    assert a != b
+    assert hash(a) == hash(10.0)
+    assert 'when=10.0' in repr(a)
+
+
+def test_cancelled_timer_does_not_fire(loop):
+    seen = []
+    h = loop.call_later(0.001, seen.append, 'cancelled')
+    h.cancel()
+    assert h.cancelled()
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert seen == []
+
+
+def test_cancelled_timers_are_freed_when_they_are_the_majority(loop):
+    handles = [loop.call_later(1000 + i, print) for i in range(10_000)]
+    keep = loop.call_later(0.5, print)
+    for h in handles:
+        h.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    # Only the live timer is left: the 10,000 cancelled ones were compacted away.
+    assert loop._timer_count() == 1
+    keep.cancel()
+
+
+def test_random_delays_all_fire_once(loop):
+    rng = random.Random(7)
+    fired = []
+    n = 2000
+    for i in range(n):
+        loop.call_later(rng.random() * 0.02, fired.append, i)
+    loop.call_later(0.03, loop.stop)
+    loop.run_forever()
+    assert sorted(fired) == list(range(n))
+
+
+def test_call_later_none_delay_is_refused(loop):
+    with pytest.raises(TypeError, match='delay must not be None'):
+        loop.call_later(None, print)
+
+
+def test_call_at_none_when_is_refused(loop):
+    with pytest.raises(TypeError, match='when cannot be None'):
+        loop.call_at(None, print)
