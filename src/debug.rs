@@ -39,11 +39,19 @@ pub(crate) fn check_thread(py: Python<'_>, loop_thread: Option<u64>) -> PyResult
 }
 
 /// Refuses coroutines and non-callables as callbacks, with asyncio's messages.
-pub(crate) fn check_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+pub(crate) fn check_callback(
+    py: Python<'_>,
+    callback: &Bound<'_, PyAny>,
+    method: &str,
+) -> PyResult<()> {
     let coroutines = COROUTINES
-        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("asyncio.coroutines")?.unbind()))?
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio.coroutines")?.unbind())
+        })?
         .bind(py);
-    if coroutines.call_method1("iscoroutine", (callback,))?.is_truthy()?
+    if coroutines
+        .call_method1("iscoroutine", (callback,))?
+        .is_truthy()?
         || coroutines
             .call_method1("iscoroutinefunction", (callback,))?
             .is_truthy()?
@@ -79,11 +87,13 @@ fn format_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<String>
 }
 
 /// Logs `Executing <handle> took X seconds` as asyncio does for slow callbacks.
-pub(crate) fn warn_slow_callback(py: Python<'_>, handle: &Bound<'_, Handle>, seconds: f64) -> PyResult<()> {
+pub(crate) fn warn_slow_callback(
+    py: Python<'_>,
+    handle: &Bound<'_, Handle>,
+    seconds: f64,
+) -> PyResult<()> {
     let text = format_handle(py, handle)?;
-    asyncio_logger(py)?.call_method1(
-        "warning",
-        ("Executing %s took %.3f seconds", text, seconds),
-    )?;
+    asyncio_logger(py)?
+        .call_method1("warning", ("Executing %s took %.3f seconds", text, seconds))?;
     Ok(())
 }

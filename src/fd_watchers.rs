@@ -23,7 +23,12 @@ pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     let fd: i64 = if let Ok(fd) = obj.extract::<i64>() {
         fd
     } else {
-        let invalid = || PyValueError::new_err(format!("Invalid file object: {}", obj.repr().map(|r| r.to_string()).unwrap_or_default()));
+        let invalid = || {
+            PyValueError::new_err(format!(
+                "Invalid file object: {}",
+                obj.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        };
         match obj.call_method0("fileno") {
             Ok(n) => n.extract::<i64>().map_err(|_| invalid())?,
             Err(e)
@@ -37,7 +42,9 @@ pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
         }
     };
     if fd < 0 || fd > i32::MAX as i64 {
-        return Err(PyValueError::new_err(format!("Invalid file descriptor: {fd}")));
+        return Err(PyValueError::new_err(format!(
+            "Invalid file descriptor: {fd}"
+        )));
     }
     Ok(fd as RawFd)
 }
@@ -65,7 +72,9 @@ pub(crate) fn add(
     }
     if new != old {
         let Some(poller) = state.poller.as_ref() else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err("Event loop is closed"));
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "Event loop is closed",
+            ));
         };
         poller.update(fd, old, new)?;
     }

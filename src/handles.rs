@@ -131,7 +131,10 @@ impl Handle {
             info.push("cancelled".into());
         }
         if let Some(t) = &self.timer {
-            info.push(format!("when={}", crate::pyhelpers::float_repr(py, t.when)?));
+            info.push(format!(
+                "when={}",
+                crate::pyhelpers::float_repr(py, t.when)?
+            ));
         }
         if let Some((func, args)) = self.callback_parts(py) {
             info.push(format_callback_source(py, func.bind(py), args.bind(py))?);
@@ -246,10 +249,7 @@ impl TimerHandle {
     }
 
     fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
-        Self::timer(slf)
-            .when
-            .into_pyobject(slf.py())?
-            .hash()
+        Self::timer(slf).when.into_pyobject(slf.py())?.hash()
     }
 
     /// Ordered by deadline; equal when deadline, callback, arguments and
@@ -285,6 +285,9 @@ impl TimerHandle {
             CompareOp::Eq => equal()?,
             CompareOp::Ne => !equal()?,
         };
-        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, result)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 }

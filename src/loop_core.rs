@@ -89,7 +89,11 @@ impl LoopCore {
             _ => copy_current_context(py)?,
         };
         let debug = self.is_debug();
-        let source_traceback = if debug { Some(extract_stack(py)?) } else { None };
+        let source_traceback = if debug {
+            Some(extract_stack(py)?)
+        } else {
+            None
+        };
         Ok(Handle::new(
             callback.clone().unbind(),
             args.unbind(),
@@ -152,7 +156,12 @@ impl LoopCore {
         Ok(())
     }
 
-    fn remove_fd_watcher(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, side: Side) -> PyResult<bool> {
+    fn remove_fd_watcher(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        side: Side,
+    ) -> PyResult<bool> {
         if self.closed.load(Ordering::Relaxed) {
             return Ok(false);
         }
@@ -328,7 +337,8 @@ impl LoopCore {
 
     #[setter]
     fn set_slow_callback_duration(&self, value: f64) {
-        self.slow_callback_bits.store(value.to_bits(), Ordering::Relaxed);
+        self.slow_callback_bits
+            .store(value.to_bits(), Ordering::Relaxed);
     }
 
     #[getter]

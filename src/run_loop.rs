@@ -56,12 +56,14 @@ fn run_once(
         let timeout = if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
             Some(0.0)
         } else {
-            st.timers.next_deadline().map(|when| {
-                (when - clock::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT)
-            })
+            st.timers
+                .next_deadline()
+                .map(|when| (when - clock::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
         };
         let Some(poller) = st.poller.clone() else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err("Event loop is closed"));
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "Event loop is closed",
+            ));
         };
         (timeout, poller, st.has_fd_watchers())
     };
@@ -101,7 +103,9 @@ fn run_once(
             if ev.readable {
                 if let Some(h) = st.readers.get(&fd) {
                     if h.get().is_cancelled() {
-                        if let Ok(Some(h)) = crate::fd_watchers::remove(&mut st, fd, crate::fd_watchers::Side::Read) {
+                        if let Ok(Some(h)) =
+                            crate::fd_watchers::remove(&mut st, fd, crate::fd_watchers::Side::Read)
+                        {
                             garbage.push(h);
                         }
                     } else {
@@ -113,7 +117,9 @@ fn run_once(
             if ev.writable {
                 if let Some(h) = st.writers.get(&fd) {
                     if h.get().is_cancelled() {
-                        if let Ok(Some(h)) = crate::fd_watchers::remove(&mut st, fd, crate::fd_watchers::Side::Write) {
+                        if let Ok(Some(h)) =
+                            crate::fd_watchers::remove(&mut st, fd, crate::fd_watchers::Side::Write)
+                        {
                             garbage.push(h);
                         }
                     } else {
@@ -187,7 +193,11 @@ fn run_timed(py: Python<'_>, core: &LoopCore, handle: &Py<Handle>) -> PyResult<(
 /// asyncio's `Handle._run` error path: SystemExit and KeyboardInterrupt
 /// propagate out of the loop; everything else goes to the loop's exception
 /// handler and the loop goes on.
-fn report_callback_error(slf: &Bound<'_, LoopCore>, handle: &Py<Handle>, err: PyErr) -> PyResult<()> {
+fn report_callback_error(
+    slf: &Bound<'_, LoopCore>,
+    handle: &Py<Handle>,
+    err: PyErr,
+) -> PyResult<()> {
     let py = slf.py();
     if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
         return Err(err);

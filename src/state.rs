@@ -52,7 +52,10 @@ impl LoopState {
     }
 
     /// Calls `visit` on every queued and scheduled handle (GC traversal).
-    pub(crate) fn visit_queued<E>(&self, mut visit: impl FnMut(&Py<Handle>) -> Result<(), E>) -> Result<(), E> {
+    pub(crate) fn visit_queued<E>(
+        &self,
+        mut visit: impl FnMut(&Py<Handle>) -> Result<(), E>,
+    ) -> Result<(), E> {
         for h in self.ready.iter() {
             visit(h)?;
         }

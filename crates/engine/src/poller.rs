@@ -181,7 +181,9 @@ impl Poller {
                 // A full buffer means more may be waiting: grow for next time.
                 if events.len == events.buf.len() && events.buf.len() < 65536 {
                     let cap = events.buf.len() * 2;
-                    events.buf.resize(cap, libc::epoll_event { events: 0, u64: 0 });
+                    events
+                        .buf
+                        .resize(cap, libc::epoll_event { events: 0, u64: 0 });
                 }
                 Ok(events.len)
             }
@@ -228,7 +230,15 @@ mod tests {
         let p = Poller::new().unwrap();
         let (a, mut b) = UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
-        p.update(fd, Interest::NONE, Interest { read: true, write: false }).unwrap();
+        p.update(
+            fd,
+            Interest::NONE,
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
         assert!(events_of(&p, 0).is_empty());
         b.write_all(b"x").unwrap();
         for _ in 0..3 {
@@ -244,7 +254,10 @@ mod tests {
         let p = Poller::new().unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
-        let w = Interest { read: false, write: true };
+        let w = Interest {
+            read: false,
+            write: true,
+        };
         p.update(fd, Interest::NONE, w).unwrap();
         let evs = events_of(&p, 100);
         assert!(evs[0].writable && !evs[0].readable);
@@ -256,8 +269,15 @@ mod tests {
     fn hangup_reports_readable() {
         let p = Poller::new().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
-        p.update(a.as_raw_fd(), Interest::NONE, Interest { read: true, write: false })
-            .unwrap();
+        p.update(
+            a.as_raw_fd(),
+            Interest::NONE,
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
         drop(b);
         let evs = events_of(&p, 100);
         assert!(evs[0].readable);
@@ -268,7 +288,10 @@ mod tests {
         let p = Poller::new().unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
-        let r = Interest { read: true, write: false };
+        let r = Interest {
+            read: true,
+            write: false,
+        };
         p.update(fd, Interest::NONE, r).unwrap();
         drop(a);
         // The kernel dropped the registration with the fd: removal is a no-op.
@@ -280,12 +303,23 @@ mod tests {
         let p = Poller::new().unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
-        let r = Interest { read: true, write: false };
+        let r = Interest {
+            read: true,
+            write: false,
+        };
         p.update(fd, Interest::NONE, r).unwrap();
         drop(a);
         let (c, mut d) = UnixStream::pair().unwrap();
         if c.as_raw_fd() == fd {
-            p.update(fd, r, Interest { read: true, write: true }).unwrap();
+            p.update(
+                fd,
+                r,
+                Interest {
+                    read: true,
+                    write: true,
+                },
+            )
+            .unwrap();
             d.write_all(b"x").unwrap();
             assert!(!events_of(&p, 100).is_empty());
         }

@@ -309,7 +309,11 @@ mod tests {
             h.cancel_counter().increment();
         }
         h.remove_cancelled(|_| {});
-        assert_eq!(h.len(), 50, "head is live: nothing popped, nothing compacted");
+        assert_eq!(
+            h.len(),
+            50,
+            "head is live: nothing popped, nothing compacted"
+        );
     }
 
     #[test]

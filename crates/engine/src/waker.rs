@@ -78,8 +78,16 @@ mod tests {
     fn wake_from_another_thread_interrupts_a_blocking_poll() {
         let p = Poller::new().unwrap();
         let w = Arc::new(Waker::new().unwrap());
-        p.update_with_token(w.as_raw_fd(), Interest::NONE, Interest { read: true, write: false }, u64::MAX)
-            .unwrap();
+        p.update_with_token(
+            w.as_raw_fd(),
+            Interest::NONE,
+            Interest {
+                read: true,
+                write: false,
+            },
+            u64::MAX,
+        )
+        .unwrap();
         let w2 = w.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -91,15 +99,26 @@ mod tests {
         assert_eq!(n, 1);
         assert_eq!(evs.iter().next().unwrap().token, u64::MAX);
         w.drain();
-        assert_eq!(p.wait(&mut evs, 0).unwrap(), 0, "drained: no longer readable");
+        assert_eq!(
+            p.wait(&mut evs, 0).unwrap(),
+            0,
+            "drained: no longer readable"
+        );
     }
 
     #[test]
     fn wakes_coalesce_until_drained() {
         let p = Poller::new().unwrap();
         let w = Waker::new().unwrap();
-        p.update(w.as_raw_fd(), Interest::NONE, Interest { read: true, write: false })
-            .unwrap();
+        p.update(
+            w.as_raw_fd(),
+            Interest::NONE,
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
         for _ in 0..1000 {
             w.wake();
         }
@@ -108,6 +127,10 @@ mod tests {
         w.drain();
         assert_eq!(p.wait(&mut evs, 0).unwrap(), 0);
         w.wake();
-        assert_eq!(p.wait(&mut evs, 0).unwrap(), 1, "a wake after draining is not lost");
+        assert_eq!(
+            p.wait(&mut evs, 0).unwrap(),
+            1,
+            "a wake after draining is not lost"
+        );
     }
 }
