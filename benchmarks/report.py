@@ -63,10 +63,10 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def render(results, workloads, loop_names, rounds):
+def render(results, workloads, loop_names, rounds, repeat=1):
     """results[workload][loop] = {"samples", "median", "spread", "error"}."""
-    show_ratios = SUBJECT in loop_names
     baselines = [b for b in BASELINES if b in loop_names and b != SUBJECT]
+    show_ratios = SUBJECT in loop_names and bool(baselines)
 
     header = ["workload"] + list(loop_names)
     if show_ratios:
@@ -79,9 +79,10 @@ def render(results, workloads, loop_names, rounds):
         rows.append(row)
 
     plural = "s" if rounds != 1 else ""
+    best_of = f", each the best of {repeat} in-process runs" if repeat > 1 else ""
     out = [
-        f"Median ops/s over {rounds} interleaved fresh-process round{plural} "
-        "(higher is better)",
+        f"Median ops/s over {rounds} interleaved fresh-process round{plural}"
+        f"{best_of} (higher is better)",
     ]
     if show_ratios:
         out.append(f"'vs X' = {SUBJECT} median / X median (>1.00x: {SUBJECT} is faster)")
@@ -92,7 +93,11 @@ def render(results, workloads, loop_names, rounds):
                               for l in loop_names] for w in workloads]
         out += ["", "Run-to-run spread, (max - min) / median:", "",
                 _table(["workload"] + list(loop_names), spread_rows)]
-    out.append("")
-    out.append("FAIL = failed its own result check, crashed or timed out (details "
-               "above); '-' = not available.")
+    failed = any((e or {}).get("error") for w in workloads for e in results[w].values())
+    missing = any(results[w].get(l) is None for w in workloads for l in loop_names)
+    if failed:
+        out += ["", "FAIL = failed its own result check, crashed or timed out "
+                    "(details in the log above)."]
+    if missing:
+        out += ["", "'-' = loop not available (see the note below)."]
     return "\n".join(out)

@@ -58,6 +58,9 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: problem sizes x{QUICK_SCALE}, 1 round")
     parser.add_argument("--scale", type=float, help="multiply every problem size")
+    parser.add_argument("--repeat", type=int, default=1, metavar="K",
+                        help="timed runs inside each process, keeping the fastest "
+                             "(filters preemption bursts on busy machines; default 1)")
     parser.add_argument("--json", metavar="PATH", help="also write all samples as JSON")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds before one benchmark process is killed (default 120)")
@@ -68,6 +71,8 @@ def parse_args(argv):
         args.rounds = 1 if args.quick else 5
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     if args.scale is None:
         args.scale = QUICK_SCALE if args.quick else 1.0
     return args
@@ -81,7 +86,7 @@ def _child_env():
     return env
 
 
-def _run_worker(args, extra, timeout):
+def _run_worker(extra, timeout):
     cmd = [sys.executable, str(WORKER), "--timeout", str(timeout), *extra]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True,
@@ -107,7 +112,7 @@ def probe_loops(args):
     """Return {loop: info}; unavailable loops get a note and are skipped."""
     info = {}
     for name in args.loops:
-        result, error = _run_worker(args, ["--probe", name], timeout=60)
+        result, error = _run_worker(["--probe", name], timeout=60)
         if error:
             note = error.splitlines()[0]
             print(f"note: skipping {name}: {note}", file=sys.stderr)
@@ -130,7 +135,8 @@ def run_all(args, available):
                     progress.append(f"{l} (failed earlier)")
                     continue
                 sample, error = _run_worker(
-                    args, [l, w, "--scale", str(args.scale)], args.timeout)
+                    [l, w, "--scale", str(args.scale), "--repeat", str(args.repeat)],
+                    args.timeout)
                 if error:
                     entry["error"] = f"round {rnd}: {error}"
                     progress.append(f"{l} FAIL")
@@ -165,7 +171,9 @@ def write_json(path, args, loop_info, results):
             "cpu_count": os.cpu_count(),
             "rounds": args.rounds,
             "scale": args.scale,
-            "statistic": "median ops/s of interleaved fresh-process rounds",
+            "repeat": args.repeat,
+            "statistic": "median over interleaved fresh-process rounds of ops/s "
+                         "(each round: fastest of `repeat` in-process runs)",
         },
         "loops": loop_info,
         "workloads": {
@@ -189,7 +197,8 @@ def main(argv=None):
     print(f"python {platform.python_version()} on {platform.machine()}, "
           f"{os.cpu_count()} CPUs; loops: {versions}", file=sys.stderr)
     print(f"{len(args.workloads)} workload(s) x {len(available)} loop(s) x "
-          f"{args.rounds} round(s), size scale {args.scale:g}", file=sys.stderr)
+          f"{args.rounds} round(s), size scale {args.scale:g}, "
+          f"{args.repeat} timed run(s) per process", file=sys.stderr)
 
     results = run_all(args, available)
     for l in args.loops:  # keep skipped loops as '-' columns
@@ -197,7 +206,7 @@ def main(argv=None):
             results[w].setdefault(l, None)
 
     print()
-    print(report.render(results, args.workloads, args.loops, args.rounds))
+    print(report.render(results, args.workloads, args.loops, args.rounds, args.repeat))
     skipped = [l for l in args.loops if not loop_info[l]["available"]]
     for l in skipped:
         print(f"note: {l} skipped: {loop_info[l]['note']}")

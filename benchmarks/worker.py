@@ -5,7 +5,7 @@ measurement inherits heap state, JIT-ish specialisation or threads from
 another. Prints a single JSON object on stdout; any failure exits non-zero
 with the reason on stderr.
 
-    python benchmarks/worker.py LOOP WORKLOAD [--scale S] [--n N]
+    python benchmarks/worker.py LOOP WORKLOAD [--scale S] [--n N] [--repeat K]
     python benchmarks/worker.py --probe LOOP
 """
 
@@ -37,22 +37,27 @@ def probe(loop_name):
             "type": f"{type(loop).__module__}.{type(loop).__qualname__}"}
 
 
-def measure(loop_name, workload_name, n, warmup):
+def measure(loop_name, workload_name, n, warmup, repeat=1):
+    """Time the workload; with repeat > 1 keep the fastest of that many runs."""
     workload = micro.WORKLOADS[workload_name]
     loop = loops.new_loop(loop_name)
     asyncio.set_event_loop(loop)
+    timings = []
     try:
         with micro.trap_loop_errors(loop):
             if warmup:
                 workload.run(loop, max(1, int(n * WARMUP_FRACTION)))
-            ops, seconds = workload.run(loop, n)
+            for _ in range(repeat):
+                ops, seconds = workload.run(loop, n)
+                if not seconds > 0:
+                    raise micro.BenchmarkError(f"non-positive duration {seconds!r}")
+                timings.append(seconds)
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    if not seconds > 0:
-        raise micro.BenchmarkError(f"non-positive duration {seconds!r}")
+    seconds = min(timings)
     return {"loop": loop_name, "workload": workload_name, "n": n, "ops": ops,
-            "seconds": seconds, "ops_per_sec": ops / seconds}
+            "seconds": seconds, "ops_per_sec": ops / seconds, "repeats": timings}
 
 
 def main(argv=None):
@@ -65,6 +70,8 @@ def main(argv=None):
                         help="multiply the default problem size (ignored with --n)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="skip the untimed 10%%-size warm-up pass")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="timed runs in this process; report the fastest")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="abort with a traceback after this many seconds")
     args = parser.parse_args(argv)
@@ -78,7 +85,7 @@ def main(argv=None):
             parser.error("LOOP and WORKLOAD are required (or use --probe LOOP)")
         default_n = micro.WORKLOADS[args.workload].DEFAULT_N
         n = args.n if args.n else max(1, int(default_n * args.scale))
-        result = measure(args.loop, args.workload, n, args.warmup)
+        result = measure(args.loop, args.workload, n, args.warmup, max(1, args.repeat))
     faulthandler.cancel_dump_traceback_later()
     print(json.dumps(result))
     return 0
