@@ -12,9 +12,9 @@ use ferroloop_engine::CancelCounter;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::PyTuple;
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::context::run_in_context;
+use crate::gil_cell::GilCell;
 use crate::pyhelpers::{format_callback_source, lock};
 
 /// The callable and its positional arguments. Dropped on `cancel()` so a
@@ -35,7 +35,7 @@ pub(crate) struct TimerState {
 
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 pub struct Handle {
-    pub(crate) callback: Mutex<Option<Callback>>,
+    pub(crate) callback: GilCell<Option<Callback>>,
     pub(crate) context: Py<PyAny>,
     cancelled: AtomicBool,
     pub(crate) timer: Option<TimerState>,
@@ -45,6 +45,11 @@ pub struct Handle {
     /// slow-callback and error reports still name the callback.
     frozen_repr: Mutex<Option<String>>,
     debug: bool,
+    /// Runs at most once (call_soon / call_later), unlike an fd watcher's
+    /// handle, which runs on every readiness report. A one-shot handle lets go
+    /// of its callback once it has run, so handle <-> callback reference
+    /// cycles end there and handles need no garbage-collector support.
+    one_shot: bool,
 }
 
 /// A `Handle` returned by `call_later` / `call_at`.
@@ -59,9 +64,10 @@ impl Handle {
         timer: Option<TimerState>,
         source_traceback: Option<Py<PyAny>>,
         debug: bool,
+        one_shot: bool,
     ) -> Handle {
         Handle {
-            callback: Mutex::new(Some(Callback {
+            callback: GilCell::new(Some(Callback {
                 func: callback,
                 args,
             })),
@@ -71,6 +77,7 @@ impl Handle {
             source_traceback,
             frozen_repr: Mutex::new(None),
             debug,
+            one_shot,
         }
     }
 
@@ -87,7 +94,8 @@ impl Handle {
 
     /// The callable and arguments, unless cancelled.
     pub(crate) fn callback_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
-        lock(&self.callback)
+        self.callback
+            .borrow_mut(py)
             .as_ref()
             .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
     }
@@ -95,10 +103,22 @@ impl Handle {
     /// Runs the callback in its context. Errors are the caller's to route.
     #[inline]
     pub(crate) fn run(&self, py: Python<'_>) -> PyResult<()> {
-        let Some((func, args)) = self.callback_parts(py) else {
+        if !self.one_shot || self.debug {
+            // Kept: it runs again (fd watcher), or debug reports name it.
+            let Some((func, args)) = self.callback_parts(py) else {
+                return Ok(());
+            };
+            return run_in_context(py, self.context.bind(py), func.bind(py), args.bind(py));
+        }
+        let Some(cb) = self.callback.borrow_mut(py).take() else {
             return Ok(());
         };
-        run_in_context(py, self.context.bind(py), func.bind(py), args.bind(py))
+        let result = run_in_context(py, self.context.bind(py), cb.func.bind(py), cb.args.bind(py));
+        if result.is_err() {
+            // The error report names the callback: give it back.
+            *self.callback.borrow_mut(py) = Some(cb);
+        }
+        result
     }
 
     fn do_cancel(&self, slf: &Bound<'_, Handle>) -> PyResult<()> {
@@ -116,7 +136,7 @@ impl Handle {
         }
         self.cancelled.store(true, Ordering::Relaxed);
         // Drop the callable outside the lock: its destructor may run Python code.
-        let dropped = lock(&self.callback).take();
+        let dropped = self.callback.borrow_mut(slf.py()).take();
         drop(dropped);
         Ok(())
     }
@@ -201,24 +221,6 @@ impl Handle {
         self.source_traceback.as_ref().map(|t| t.clone_ref(py))
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.context)?;
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
-        if let Ok(guard) = self.callback.try_lock() {
-            if let Some(cb) = guard.as_ref() {
-                visit.call(&cb.func)?;
-                visit.call(&cb.args)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let dropped = self.callback.try_lock().ok().and_then(|mut g| g.take());
-        drop(dropped);
-    }
 }
 
 impl TimerHandle {

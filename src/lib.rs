@@ -5,6 +5,7 @@
 mod context;
 mod debug;
 mod fd_watchers;
+mod gil_cell;
 mod handles;
 mod loop_core;
 mod pyhelpers;

@@ -19,6 +19,7 @@ use crate::context::copy_current_context;
 use crate::debug;
 use crate::fd_watchers::{self, Side};
 use crate::handles::{Handle, TimerHandle, TimerState};
+use crate::gil_cell::{GilCell, GilRefMut};
 use crate::pyhelpers::{extract_stack, lock};
 use crate::state::{LoopState, Scheduled};
 
@@ -30,7 +31,7 @@ pub(crate) const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
 #[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
 pub struct LoopCore {
-    pub(crate) state: Mutex<LoopState>,
+    pub(crate) state: GilCell<LoopState>,
     pub(crate) waker: Arc<Waker>,
     pub(crate) stopping: AtomicBool,
     pub(crate) closed: AtomicBool,
@@ -46,8 +47,8 @@ pub struct LoopCore {
 
 impl LoopCore {
     #[inline]
-    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, LoopState> {
-        lock(&self.state)
+    pub(crate) fn state(&self, py: Python<'_>) -> GilRefMut<'_, LoopState> {
+        self.state.borrow_mut(py)
     }
 
     #[inline]
@@ -83,6 +84,7 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
         timer: Option<TimerState>,
+        one_shot: bool,
     ) -> PyResult<Handle> {
         let context = match context {
             Some(c) if !c.is_none() => c.unbind(),
@@ -101,12 +103,13 @@ impl LoopCore {
             timer,
             source_traceback,
             debug,
+            one_shot,
         ))
     }
 
     fn push_ready<'py>(&self, py: Python<'py>, handle: Handle) -> PyResult<Bound<'py, Handle>> {
         let handle = Bound::new(py, handle)?;
-        self.state().ready.push(handle.clone().unbind());
+        self.state(py).ready.push(handle.clone().unbind());
         Ok(handle)
     }
 
@@ -124,17 +127,17 @@ impl LoopCore {
             debug::check_thread(py, self.loop_thread())?;
             debug::check_callback(py, callback, method)?;
         }
-        let counter = self.state().timers.cancel_counter().clone();
+        let counter = self.state(py).timers.cancel_counter().clone();
         let timer = TimerState {
             when,
             scheduled: AtomicBool::new(true),
             cancel_counter: counter,
         };
-        let handle = self.make_handle(py, callback, args, context, Some(timer))?;
+        let handle = self.make_handle(py, callback, args, context, Some(timer), true)?;
         let init = PyClassInitializer::from(handle).add_subclass(TimerHandle {});
         let timer_handle = Bound::new(py, init)?;
         let base: Py<Handle> = timer_handle.as_super().clone().unbind();
-        self.state().timers.push(when, Scheduled(base));
+        self.state(py).timers.push(when, Scheduled(base));
         Ok(timer_handle)
     }
 
@@ -148,8 +151,8 @@ impl LoopCore {
     ) -> PyResult<()> {
         self.ensure_open()?;
         let fd = fd_watchers::fileobj_to_fd(fd)?;
-        let handle = Py::new(py, self.make_handle(py, callback, args, None, None)?)?;
-        let replaced = fd_watchers::add(&mut self.state(), fd, side, handle)?;
+        let handle = Py::new(py, self.make_handle(py, callback, args, None, None, false)?)?;
+        let replaced = fd_watchers::add(&mut self.state(py), fd, side, handle)?;
         if let Some(old) = replaced {
             Handle::cancel_handle(old.bind(py))?;
         }
@@ -166,7 +169,7 @@ impl LoopCore {
             return Ok(false);
         }
         let fd = fd_watchers::fileobj_to_fd(fd)?;
-        let removed = fd_watchers::remove(&mut self.state(), fd, side)?;
+        let removed = fd_watchers::remove(&mut self.state(py), fd, side)?;
         match removed {
             Some(handle) => {
                 Handle::cancel_handle(handle.bind(py))?;
@@ -194,7 +197,7 @@ impl LoopCore {
             WAKER_TOKEN,
         )?;
         Ok(LoopCore {
-            state: Mutex::new(LoopState::new(poller)),
+            state: GilCell::new(LoopState::new(poller)),
             waker,
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -224,7 +227,7 @@ impl LoopCore {
             debug::check_thread(py, self.loop_thread())?;
             debug::check_callback(py, callback, "call_soon")?;
         }
-        let handle = self.make_handle(py, callback, args, context, None)?;
+        let handle = self.make_handle(py, callback, args, context, None, true)?;
         self.push_ready(py, handle)
     }
 
@@ -240,7 +243,7 @@ impl LoopCore {
         if self.is_debug() {
             debug::check_callback(py, callback, "call_soon_threadsafe")?;
         }
-        let handle = self.make_handle(py, callback, args, context, None)?;
+        let handle = self.make_handle(py, callback, args, context, None, true)?;
         let handle = self.push_ready(py, handle)?;
         self.waker.wake();
         Ok(handle)
@@ -396,10 +399,10 @@ impl LoopCore {
     }
 
     /// Marks the loop closed and releases everything it holds.
-    fn _close_native(&self) {
+    fn _close_native(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
         let (handles, poller) = {
-            let mut st = self.state();
+            let mut st = self.state(py);
             (st.take_all(), st.poller.take())
         };
         drop(poller);
@@ -407,17 +410,17 @@ impl LoopCore {
     }
 
     /// Number of scheduled timers (cancelled ones included until removed).
-    fn _timer_count(&self) -> usize {
-        self.state().timers.len()
+    fn _timer_count(&self, py: Python<'_>) -> usize {
+        self.state(py).timers.len()
     }
 
     /// Number of callbacks waiting in the ready queue.
-    fn _ready_count(&self) -> usize {
-        self.state().ready.len()
+    fn _ready_count(&self, py: Python<'_>) -> usize {
+        self.state(py).ready.len()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(st) = self.state.try_lock() {
+        if let Some(st) = self.state.peek_for_gc() {
             for h in st.readers.values().chain(st.writers.values()) {
                 visit.call(h)?;
             }
@@ -427,7 +430,7 @@ impl LoopCore {
     }
 
     fn __clear__(&self) {
-        let handles = self.state.try_lock().ok().map(|mut st| st.take_all());
+        let handles = Python::attach(|py| self.state(py).take_all());
         drop(handles);
     }
 }

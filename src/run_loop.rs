@@ -12,6 +12,7 @@
 //! the ready queue. With fds watched, every iteration polls, so I/O is never
 //! starved by a stream of callbacks.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
 use ferroloop_engine::{clock, timeout_to_ms, Events};
@@ -29,8 +30,9 @@ pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let core = slf.get();
     let mut events = Events::with_capacity(256);
     let mut garbage: Vec<Py<Handle>> = Vec::with_capacity(64);
+    let mut batch: VecDeque<Py<Handle>> = VecDeque::with_capacity(64);
     let result = loop {
-        if let Err(e) = run_once(slf, core, &mut events, &mut garbage) {
+        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch) {
             break Err(e);
         }
         if core.stopping.load(Ordering::Relaxed) {
@@ -46,12 +48,13 @@ fn run_once(
     core: &LoopCore,
     events: &mut Events,
     garbage: &mut Vec<Py<Handle>>,
+    batch: &mut VecDeque<Py<Handle>>,
 ) -> PyResult<()> {
     let py = slf.py();
 
     // 1 + 2a: housekeeping and the poll timeout.
     let (timeout, poller, watching_fds) = {
-        let mut st = core.state();
+        let mut st = core.state(py);
         st.timers.remove_cancelled(|t| garbage.push(t.0));
         let timeout = if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
             Some(0.0)
@@ -93,7 +96,7 @@ fn run_once(
 
     // 3: readiness to callbacks.
     if polled_ok && !events.is_empty() {
-        let mut st = core.state();
+        let mut st = core.state(py);
         for ev in events.iter() {
             if ev.token == WAKER_TOKEN {
                 core.waker.drain();
@@ -132,11 +135,15 @@ fn run_once(
     }
     garbage.clear();
 
-    // 4: expired timers.
+    // 4: expired timers; 5a: take the batch to run.
     {
-        let end_time = clock::monotonic() + core.clock_resolution;
-        let mut st = core.state();
+        let mut st = core.state(py);
         let st = &mut *st;
+        let end_time = if st.timers.is_empty() {
+            f64::NEG_INFINITY
+        } else {
+            clock::monotonic() + core.clock_resolution
+        };
         let ready = &mut st.ready;
         st.timers.pop_due(
             end_time,
@@ -149,17 +156,14 @@ fn run_once(
                 garbage.push(t.0);
             },
         );
+        // 5: run what is ready now; what these callbacks schedule waits for
+        // the next iteration. The batch is moved out in one step.
+        st.ready.take_batch(batch);
     }
     garbage.clear();
 
-    // 5: run what is ready now; what these callbacks schedule waits for the
-    // next iteration.
-    let ntodo = core.state().ready.batch_len();
     let debug = core.is_debug();
-    for _ in 0..ntodo {
-        let Some(handle) = core.state().ready.pop() else {
-            break;
-        };
+    while let Some(handle) = batch.pop_front() {
         let h = handle.get();
         if h.is_cancelled() {
             continue;
@@ -170,7 +174,10 @@ fn run_once(
             h.run(py)
         };
         if let Err(err) = result {
-            report_callback_error(slf, &handle, err)?;
+            if let Err(fatal) = report_callback_error(slf, &handle, err) {
+                core.state(py).ready.requeue_front(batch);
+                return Err(fatal);
+            }
         }
     }
     Ok(())

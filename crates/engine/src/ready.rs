@@ -49,6 +49,24 @@ impl<T> ReadyQueue<T> {
         self.items.is_empty()
     }
 
+    /// Moves the whole current batch into `batch` (which must be empty) in
+    /// O(1), leaving the queue empty for what the batch schedules. The loop
+    /// then runs the batch without touching the queue per callback.
+    pub fn take_batch(&mut self, batch: &mut VecDeque<T>) {
+        debug_assert!(batch.is_empty());
+        std::mem::swap(&mut self.items, batch);
+    }
+
+    /// Puts the unrun rest of a batch back in front of anything queued since
+    /// (an exception interrupted the batch: the rest runs next time, first).
+    pub fn requeue_front(&mut self, rest: &mut VecDeque<T>) {
+        if rest.is_empty() {
+            return;
+        }
+        rest.append(&mut self.items);
+        std::mem::swap(&mut self.items, rest);
+    }
+
     /// The queued callbacks, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter()
@@ -73,6 +91,22 @@ mod tests {
         }
         let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn taken_batch_and_requeued_rest_keep_fifo_order() {
+        let mut q = ReadyQueue::new();
+        q.push(1);
+        q.push(2);
+        q.push(3);
+        let mut batch = VecDeque::new();
+        q.take_batch(&mut batch);
+        assert!(q.is_empty());
+        assert_eq!(batch.pop_front(), Some(1));
+        q.push(10); // scheduled while running 1; then 1 raises
+        q.requeue_front(&mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(q.drain_all(), vec![2, 3, 10]);
     }
 
     #[test]
