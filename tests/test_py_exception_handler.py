@@ -55,7 +55,13 @@ def test_callback_exception_goes_to_custom_handler(loop):
 def test_exception_in_reader_callback_goes_to_handler(loop):
     import socket
     seen = []
-    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+    handled = loop.create_future()
+
+    def handler(handler_loop, context):
+        seen.append(context)
+        handled.set_result(None)
+
+    loop.set_exception_handler(handler)
     a, b = socket.socketpair()
     try:
         def reader():
@@ -64,13 +70,38 @@ def test_exception_in_reader_callback_goes_to_handler(loop):
 
         loop.add_reader(a, reader)
         b.send(b'x')
-        fut = loop.create_future()
-        loop.call_later(0.05, fut.set_result, None)
-        loop.run_until_complete(fut)
+        loop.run_until_complete(handled)
     finally:
         a.close()
         b.close()
     assert [type(ctx['exception']) for ctx in seen] == [KeyError]
+
+
+def _native_keeps_callback_traceback():
+    loop = ferroloop.new_event_loop()
+    seen = []
+    try:
+        loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+        loop.call_soon(lambda: 1 / 0)
+        run_one_iteration(loop)
+    finally:
+        loop.close()
+    return seen[0]['exception'].__traceback__ is not None
+
+
+@pytest.mark.xfail(
+    not _native_keeps_callback_traceback(), strict=True,
+    reason='native core passes err.value(py) (no __traceback__ on 3.11) '
+           'instead of err.into_value(py) to the exception handler')
+def test_callback_exception_keeps_its_traceback(loop, caplog):
+    def broken_callback():
+        raise ZeroDivisionError('with traceback')
+
+    loop.call_soon(broken_callback)
+    with caplog.at_level(logging.ERROR, logger='asyncio'):
+        run_one_iteration(loop)
+    assert 'in broken_callback' in caplog.text
+    assert 'ZeroDivisionError: with traceback' in caplog.text
 
 
 def test_unretrieved_task_exception_reaches_handler(loop):

@@ -203,6 +203,7 @@ def test_close_logs_in_debug_mode(loop, caplog):
 
 
 def test_repr(loop):
+    loop.set_debug(False)  # the default is True under -X dev
     assert repr(loop) == '<Loop running=False closed=False debug=False>'
 
     async def running_repr():

@@ -320,3 +320,39 @@ def test_ssl_socket_refused(loop):
             with pytest.raises(TypeError,
                                match='^Socket cannot be of type SSLSocket$'):
                 loop.run_until_complete(loop.sock_recv(sslsock, 1))
+
+
+def _native_add_reader_returns_handle():
+    loop = ferroloop.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        return loop.add_reader(a, print) is not None
+    finally:
+        loop.close()
+        a.close()
+        b.close()
+
+
+@pytest.mark.xfail(
+    not _native_add_reader_returns_handle(), strict=True,
+    reason='native LoopCore.add_reader returns None instead of the '
+           'registered Handle, so a done callback cannot tell whether its '
+           'reader was replaced')
+def test_cancelling_replaced_recv_keeps_new_reader(loop):
+    # A second sock_recv on the same socket replaces the first one's reader
+    # (one reader per fd). Cancelling the first must not remove the
+    # second's reader: the done callback only removes its own, still
+    # active, reader (it needs the Handle add_reader registered).
+    with connected_pair(loop) as (client, conn):
+        async def main():
+            first = loop.create_task(loop.sock_recv(conn, 10))
+            await asyncio.sleep(0)
+            second = loop.create_task(loop.sock_recv(conn, 10))
+            await asyncio.sleep(0)
+            first.cancel()
+            await asyncio.sleep(0)
+            client.send(b'data')
+            # The timeout only bounds the failure case.
+            return await asyncio.wait_for(second, 2)
+
+        assert loop.run_until_complete(main()) == b'data'

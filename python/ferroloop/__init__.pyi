@@ -1,7 +1,6 @@
 # Type stubs for the ferroloop package.
 import asyncio
-import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -24,8 +23,8 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):  # type: ignore[misc]
     def __init__(self) -> None: ...
     def set_default_executor(self, executor: ThreadPoolExecutor) -> None: ...  # type: ignore[override]
 
-class EventLoopPolicy(asyncio.events.BaseDefaultEventLoopPolicy):
-    """asyncio's default policy, creating ferroloop loops."""
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """asyncio's default event loop policy, creating ferroloop loops."""
 
     def new_event_loop(self) -> Loop: ...
 

@@ -21,9 +21,12 @@ from ._sock_ops import SockOpsMixin
 from ._tasks import TasksMixin
 
 
-class Loop(RunningMixin, LifecycleMixin, TasksMixin, ExceptionHandlingMixin,
-           AsyncGensMixin, ExecutorMixin, DnsMixin, SockOpsMixin,
-           SignalsMixin, LoopCore, PlannedMixin, asyncio.AbstractEventLoop):
+# The ignore below: the native Handle/TimerHandle have asyncio's Handle API
+# but are not subclasses of asyncio.Handle, which typeshed's signatures name.
+class Loop(RunningMixin, LifecycleMixin, TasksMixin,  # type: ignore[misc]
+           ExceptionHandlingMixin, AsyncGensMixin, ExecutorMixin, DnsMixin,
+           SockOpsMixin, SignalsMixin, LoopCore, PlannedMixin,
+           asyncio.AbstractEventLoop):
     """asyncio event loop running on ferroloop's native core.
 
     Mixins come before LoopCore so their methods (close, set_debug) wrap the

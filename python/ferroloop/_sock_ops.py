@@ -13,7 +13,7 @@ import socket
 try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without ssl
-    ssl = None
+    ssl = None  # type: ignore[assignment]
 
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
 
@@ -54,22 +54,30 @@ class SockOpsMixin:
 
     # -- waiting for readiness ------------------------------------------
 
-    def _wait_readable(self, sock, retry, *args):
-        # Register retry(fut, sock, *args) as the reader of sock's fd and
-        # return the future it will resolve.
-        fut = self.create_future()
+    def _retry_when_readable(self, fut, sock, retry, *args):
+        # retry(fut, sock, *args) runs whenever sock is readable, until fut
+        # is done; then the reader is removed again.
         fd = sock.fileno()
+        # The Handle (if the core returns it) tells the done callback
+        # whether this reader is still the registered one.
         handle = self.add_reader(fd, retry, fut, sock, *args)
         fut.add_done_callback(
             functools.partial(self._sock_read_done, fd, handle=handle))
-        return fut
 
-    def _wait_writable(self, sock, retry, *args):
-        fut = self.create_future()
+    def _retry_when_writable(self, fut, sock, retry, *args):
         fd = sock.fileno()
         handle = self.add_writer(fd, retry, fut, sock, *args)
         fut.add_done_callback(
             functools.partial(self._sock_write_done, fd, handle=handle))
+
+    def _wait_readable(self, sock, retry, *args):
+        fut = self.create_future()
+        self._retry_when_readable(fut, sock, retry, *args)
+        return fut
+
+    def _wait_writable(self, sock, retry, *args):
+        fut = self.create_future()
+        self._retry_when_writable(fut, sock, retry, *args)
         return fut
 
     def _sock_read_done(self, fd, fut, handle=None):
@@ -209,11 +217,8 @@ class SockOpsMixin:
         except (BlockingIOError, InterruptedError):
             # The connection proceeds in the background (also after EINTR,
             # bpo-23618); writability says it finished, SO_ERROR how.
-            fd = sock.fileno()
-            handle = self.add_writer(fd, self._sock_connect_ready,
-                                     fut, sock, address)
-            fut.add_done_callback(
-                functools.partial(self._sock_write_done, fd, handle=handle))
+            self._retry_when_writable(fut, sock, self._sock_connect_ready,
+                                      address)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -262,11 +267,7 @@ class SockOpsMixin:
             conn.setblocking(False)
         except (BlockingIOError, InterruptedError):
             if not registered:
-                fd = sock.fileno()
-                handle = self.add_reader(fd, self._sock_accept_ready,
-                                         fut, sock)
-                fut.add_done_callback(
-                    functools.partial(self._sock_read_done, fd, handle=handle))
+                self._retry_when_readable(fut, sock, self._sock_accept_ready)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

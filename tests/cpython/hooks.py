@@ -48,12 +48,17 @@ def _replace_per_selector_classes(module, bases, new_name, lut):
 
 
 def hook_test_events(module, lut):
-    # EventLoopTestsMixin.setUp calls self.create_event_loop(); on Unix the
-    # concrete classes also mix in UnixEventLoopTestsMixin (attaches a
-    # SafeChildWatcher) and SubprocessTestsMixin.
+    # EventLoopTestsMixin.setUp calls self.create_event_loop(). On Unix the
+    # stock classes also mix in UnixEventLoopTestsMixin, whose setUp attaches
+    # a SafeChildWatcher through asyncio.set_child_watcher(): that is how the
+    # *stock* Unix loop reaps subprocesses (and the policy's default
+    # ThreadedChildWatcher does the same job without it), not part of the
+    # loop API under test -- the Windows classes don't use it either. Child
+    # watcher support of the policy is still exercised by
+    # test_events.Test{Py,C}GetEventLoop.
     _replace_per_selector_classes(
         module,
-        (module.UnixEventLoopTestsMixin, module.SubprocessTestsMixin,
+        (module.EventLoopTestsMixin, module.SubprocessTestsMixin,
          test_utils.TestCase),
         "EventLoopTests", lut)
 

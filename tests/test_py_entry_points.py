@@ -1,0 +1,257 @@
+"""Package entry points: new_event_loop, EventLoopPolicy, install, run,
+python -m ferroloop, and the placeholders for not-yet-native APIs."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import ferroloop
+from ferroloop._planned import PlannedMixin
+
+
+@pytest.fixture
+def restore_policy():
+    saved = asyncio.get_event_loop_policy()
+    yield
+    asyncio.set_event_loop_policy(saved)
+
+
+def test_version():
+    assert isinstance(ferroloop.__version__, str)
+    assert ferroloop.__version__.count('.') >= 2
+
+
+def test_new_event_loop():
+    loop = ferroloop.new_event_loop()
+    try:
+        assert type(loop) is ferroloop.Loop
+        assert not loop.is_running() and not loop.is_closed()
+    finally:
+        loop.close()
+
+
+def test_run_returns_result_on_ferroloop_loop():
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert ferroloop.run(main()) is ferroloop.Loop
+
+
+def test_run_debug_flag():
+    async def main():
+        return asyncio.get_running_loop().get_debug()
+
+    assert ferroloop.run(main(), debug=True) is True
+    assert ferroloop.run(main(), debug=False) is False
+
+
+def test_run_cleans_up_tasks_and_loop():
+    state = {}
+
+    async def forever():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            state['cancelled'] = True
+            raise
+
+    async def main():
+        state['loop'] = asyncio.get_running_loop()
+        asyncio.get_running_loop().create_task(forever())
+        await asyncio.sleep(0)
+
+    ferroloop.run(main())
+    assert state['cancelled'] is True
+    assert state['loop'].is_closed()
+
+
+def test_run_refuses_nested_call():
+    async def main():
+        coro = asyncio.sleep(0)
+        try:
+            with pytest.raises(RuntimeError, match=r'^asyncio.run\(\) cannot '
+                               r'be called from a running event loop$'):
+                ferroloop.run(coro)
+        finally:
+            coro.close()
+
+    ferroloop.run(main())
+
+
+def test_run_ctrl_c_cancels_main_then_raises_keyboard_interrupt():
+    # asyncio.Runner's SIGINT handling: the first Ctrl-C cancels the main
+    # task (waking the loop out of its poll), and run() raises
+    # KeyboardInterrupt.
+    state = {}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        never = loop.create_future()
+        thread = threading.Thread(
+            target=os.kill, args=(os.getpid(), signal.SIGINT))
+        loop.call_soon(thread.start)
+        try:
+            await never
+        except asyncio.CancelledError:
+            state['cancelled'] = True
+            raise
+        finally:
+            thread.join()
+
+    with pytest.raises(KeyboardInterrupt):
+        ferroloop.run(main())
+    assert state == {'cancelled': True}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_run_requires_coroutine():
+    with pytest.raises(ValueError, match='a coroutine was expected'):
+        ferroloop.run(lambda: None)
+
+
+def test_policy_creates_ferroloop_loops(restore_policy):
+    ferroloop.install()
+    policy = asyncio.get_event_loop_policy()
+    assert isinstance(policy, ferroloop.EventLoopPolicy)
+    assert isinstance(policy, asyncio.DefaultEventLoopPolicy)
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert type(loop) is ferroloop.Loop
+    finally:
+        loop.close()
+
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert asyncio.run(main()) is ferroloop.Loop
+
+
+def test_policy_get_event_loop(restore_policy):
+    policy = ferroloop.EventLoopPolicy()
+    asyncio.set_event_loop_policy(policy)
+    loop = policy.get_event_loop()
+    try:
+        assert type(loop) is ferroloop.Loop
+        assert policy.get_event_loop() is loop
+        policy.set_event_loop(None)
+        with pytest.raises(RuntimeError, match='There is no current event loop'):
+            policy.get_event_loop()
+    finally:
+        loop.close()
+
+
+def test_policy_keeps_child_watcher_api(restore_policy):
+    # Code written for the stock Unix policy calls these.
+    asyncio.set_event_loop_policy(ferroloop.EventLoopPolicy())
+    watcher = asyncio.ThreadedChildWatcher()
+    asyncio.set_child_watcher(watcher)
+    assert asyncio.get_child_watcher() is watcher
+    asyncio.set_child_watcher(None)
+
+
+def run_ferroloop_main(args, cwd):
+    env = dict(os.environ)
+    # The package under test must be importable in the child.
+    env['PYTHONPATH'] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(ferroloop.__file__))]
+        + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
+    return subprocess.run([sys.executable, '-m', 'ferroloop', *args],
+                          cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+SCRIPT = textwrap.dedent('''\
+    import asyncio, sys
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        return f"{type(loop).__module__}.{type(loop).__qualname__}"
+
+    print(asyncio.run(main()))
+    print(__name__)
+    print(sys.argv)
+    print(sys.path[0])
+    print(type(asyncio.get_event_loop_policy()).__name__)
+''')
+
+
+def test_main_runs_script_with_ferroloop(tmp_path):
+    script = tmp_path / 'script.py'
+    script.write_text(SCRIPT)
+    result = run_ferroloop_main([str(script), 'a', '--flag'], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == ['ferroloop.Loop', '__main__',
+                     repr([str(script), 'a', '--flag']), str(tmp_path),
+                     'EventLoopPolicy']
+
+
+def test_main_runs_module_with_ferroloop(tmp_path):
+    (tmp_path / 'mymod.py').write_text(SCRIPT)
+    result = run_ferroloop_main(['-m', 'mymod', 'x'], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ['ferroloop.Loop', '__main__']
+    assert lines[2] == repr([str(tmp_path / 'mymod.py'), 'x'])
+
+
+def test_main_script_exit_code_and_errors(tmp_path):
+    script = tmp_path / 'fails.py'
+    script.write_text('import sys\nsys.exit(3)\n')
+    assert run_ferroloop_main([str(script)], cwd=tmp_path).returncode == 3
+
+    result = run_ferroloop_main([str(tmp_path / 'missing.py')], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "can't open file" in result.stderr
+
+    result = run_ferroloop_main([], cwd=tmp_path)
+    assert result.returncode == 2
+    assert 'usage: python -m ferroloop' in result.stderr
+
+
+PLANNED_CALLS = {
+    'create_connection': ('TCP transports', (asyncio.Protocol, '127.0.0.1', 1)),
+    'create_server': ('TCP servers', (asyncio.Protocol, '127.0.0.1', 0)),
+    'create_unix_connection': ('Unix socket transports', (asyncio.Protocol, '/x')),
+    'create_unix_server': ('Unix socket servers', (asyncio.Protocol, '/x')),
+    'create_datagram_endpoint': ('UDP transports', (asyncio.DatagramProtocol,)),
+    'connect_accepted_socket': ('TCP transports', (asyncio.Protocol, None)),
+    'connect_read_pipe': ('pipe transports', (asyncio.Protocol, None)),
+    'connect_write_pipe': ('pipe transports', (asyncio.Protocol, None)),
+    'subprocess_exec': ('subprocess transports', (asyncio.Protocol, 'true')),
+    'subprocess_shell': ('subprocess transports', (asyncio.Protocol, 'true')),
+    'start_tls': ('TLS', (None, None, None)),
+    'sendfile': ('sendfile on transports', (None, None)),
+    'sock_sendfile': ('sendfile', (None, None)),
+}
+
+
+@pytest.mark.parametrize('name', sorted(PLANNED_CALLS))
+def test_planned_apis_raise_not_implemented(name):
+    feature, args = PLANNED_CALLS[name]
+    loop = ferroloop.new_event_loop()
+    try:
+        if getattr(ferroloop.Loop, name) is not getattr(PlannedMixin, name):
+            pytest.skip(f'{name} is implemented natively now')
+        method = getattr(loop, name)
+        with pytest.raises(NotImplementedError) as info:
+            loop.run_until_complete(method(*args))
+        assert str(info.value) == (
+            f'ferroloop does not implement {name} yet ({feature}: planned)')
+    finally:
+        loop.close()
+
+
+def test_every_abstract_loop_method_is_implemented():
+    abstract = asyncio.AbstractEventLoop
+    missing = [name for name, value in vars(abstract).items()
+               if callable(value) and not name.startswith('_')
+               and getattr(ferroloop.Loop, name) is value]
+    assert missing == []
