@@ -113,9 +113,15 @@ impl Handle {
         let Some(cb) = self.callback.borrow_mut(py).take() else {
             return Ok(());
         };
-        let result = run_in_context(py, self.context.bind(py), cb.func.bind(py), cb.args.bind(py));
-        if result.is_err() {
-            // The error report names the callback: give it back.
+        let result = run_in_context(
+            py,
+            self.context.bind(py),
+            cb.func.bind(py),
+            cb.args.bind(py),
+        );
+        if result.is_err() && !self.is_cancelled() {
+            // The error report names the callback: give it back (unless the
+            // callback cancelled its own handle).
             *self.callback.borrow_mut(py) = Some(cb);
         }
         result
@@ -220,7 +226,6 @@ impl Handle {
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.source_traceback.as_ref().map(|t| t.clone_ref(py))
     }
-
 }
 
 impl TimerHandle {

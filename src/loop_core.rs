@@ -18,8 +18,8 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::context::copy_current_context;
 use crate::debug;
 use crate::fd_watchers::{self, Side};
-use crate::handles::{Handle, TimerHandle, TimerState};
 use crate::gil_cell::{GilCell, GilRefMut};
+use crate::handles::{Handle, TimerHandle, TimerState};
 use crate::pyhelpers::{extract_stack, lock};
 use crate::state::{LoopState, Scheduled};
 
@@ -109,6 +109,7 @@ impl LoopCore {
 
     fn push_ready<'py>(&self, py: Python<'py>, handle: Handle) -> PyResult<Bound<'py, Handle>> {
         let handle = Bound::new(py, handle)?;
+        untrack_one_shot(&handle);
         self.state(py).ready.push(handle.clone().unbind());
         Ok(handle)
     }
@@ -136,6 +137,7 @@ impl LoopCore {
         let handle = self.make_handle(py, callback, args, context, Some(timer), true)?;
         let init = PyClassInitializer::from(handle).add_subclass(TimerHandle {});
         let timer_handle = Bound::new(py, init)?;
+        untrack_one_shot(timer_handle.as_super());
         let base: Py<Handle> = timer_handle.as_super().clone().unbind();
         self.state(py).timers.push(when, Scheduled(base));
         Ok(timer_handle)
@@ -148,15 +150,15 @@ impl LoopCore {
         side: Side,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
         let fd = fd_watchers::fileobj_to_fd(fd)?;
         let handle = Py::new(py, self.make_handle(py, callback, args, None, None, false)?)?;
-        let replaced = fd_watchers::add(&mut self.state(py), fd, side, handle)?;
+        let replaced = fd_watchers::add(&mut self.state(py), fd, side, handle.clone_ref(py))?;
         if let Some(old) = replaced {
             Handle::cancel_handle(old.bind(py))?;
         }
-        Ok(())
+        Ok(handle)
     }
 
     fn remove_fd_watcher(
@@ -290,6 +292,7 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         self.add_fd_watcher(py, fd, Side::Read, callback, args)
+            .map(drop)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
@@ -300,6 +303,33 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
+        self.add_fd_watcher(py, fd, Side::Write, callback, args)
+            .map(drop)
+    }
+
+    /// As `add_reader`, returning the registered handle (selector_events'
+    /// `_add_reader`): socket operations keep it to remove only their own
+    /// watcher when they finish.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        self.add_fd_watcher(py, fd, Side::Read, callback, args)
+    }
+
+    /// As `add_writer`, returning the registered handle.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
         self.add_fd_watcher(py, fd, Side::Write, callback, args)
     }
 
@@ -433,6 +463,21 @@ impl LoopCore {
         let handles = Python::attach(|py| self.state(py).take_all());
         drop(handles);
     }
+}
+
+/// Takes a one-shot handle out of the garbage collector's view.
+///
+/// PyO3 makes every class a GC container, but a one-shot handle lets go of
+/// its callback once it has run or been cancelled (see `Handle::run`), so
+/// it cannot keep a reference cycle alive past its use, and while pending the
+/// loop owns it. Untracking it spares the collector from scanning every
+/// queued handle: with a large ready queue or timer heap that scanning was
+/// most of the loop's time.
+fn untrack_one_shot(handle: &Bound<'_, Handle>) {
+    // SAFETY: `handle` is a live object of a GC-enabled type that we just
+    // created; untracking an object is always permitted (it only removes it
+    // from the collector's lists), and PyO3's dealloc untracks only if tracked.
+    unsafe { pyo3::ffi::PyObject_GC_UnTrack(handle.as_ptr().cast()) };
 }
 
 impl Handle {

@@ -210,13 +210,20 @@ fn report_callback_error(
         return Err(err);
     }
     let h = handle.get();
+    // A handle cancelled while it ran has no callback left: asyncio then
+    // formats `None()`.
     let source = match h.callback_parts(py) {
         Some((func, args)) => format_callback_source(py, func.bind(py), args.bind(py))?,
-        None => String::new(),
+        None => format_callback_source(
+            py,
+            &py.None().into_bound(py),
+            &pyo3::types::PyTuple::empty(py),
+        )?,
     };
     let context = PyDict::new(py);
     context.set_item("message", format!("Exception in callback {source}"))?;
-    context.set_item("exception", err.value(py))?;
+    // into_value keeps the traceback on the exception (value() would not on 3.11).
+    context.set_item("exception", err.into_value(py))?;
     context.set_item("handle", handle.bind(py))?;
     if let Some(tb) = &h.source_traceback {
         if tb.bind(py).is_truthy()? {

@@ -77,22 +77,7 @@ def test_exception_in_reader_callback_goes_to_handler(loop):
     assert [type(ctx['exception']) for ctx in seen] == [KeyError]
 
 
-def _native_keeps_callback_traceback():
-    loop = ferroloop.new_event_loop()
-    seen = []
-    try:
-        loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
-        loop.call_soon(lambda: 1 / 0)
-        run_one_iteration(loop)
-    finally:
-        loop.close()
-    return seen[0]['exception'].__traceback__ is not None
 
-
-@pytest.mark.xfail(
-    not _native_keeps_callback_traceback(), strict=True,
-    reason='native core passes err.value(py) (no __traceback__ on 3.11) '
-           'instead of err.into_value(py) to the exception handler')
 def test_callback_exception_keeps_its_traceback(loop, caplog):
     def broken_callback():
         raise ZeroDivisionError('with traceback')

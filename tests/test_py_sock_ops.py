@@ -322,22 +322,7 @@ def test_ssl_socket_refused(loop):
                 loop.run_until_complete(loop.sock_recv(sslsock, 1))
 
 
-def _native_add_reader_returns_handle():
-    loop = ferroloop.new_event_loop()
-    a, b = socket.socketpair()
-    try:
-        return loop.add_reader(a, print) is not None
-    finally:
-        loop.close()
-        a.close()
-        b.close()
 
-
-@pytest.mark.xfail(
-    not _native_add_reader_returns_handle(), strict=True,
-    reason='native LoopCore.add_reader returns None instead of the '
-           'registered Handle, so a done callback cannot tell whether its '
-           'reader was replaced')
 def test_cancelling_replaced_recv_keeps_new_reader(loop):
     # A second sock_recv on the same socket replaces the first one's reader
     # (one reader per fd). Cancelling the first must not remove the

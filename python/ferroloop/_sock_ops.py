@@ -58,15 +58,15 @@ class SockOpsMixin:
         # retry(fut, sock, *args) runs whenever sock is readable, until fut
         # is done; then the reader is removed again.
         fd = sock.fileno()
-        # The Handle (if the core returns it) tells the done callback
-        # whether this reader is still the registered one.
-        handle = self.add_reader(fd, retry, fut, sock, *args)
+        # The Handle tells the done callback whether this reader is still
+        # the registered one.
+        handle = self._add_reader(fd, retry, fut, sock, *args)
         fut.add_done_callback(
             functools.partial(self._sock_read_done, fd, handle=handle))
 
     def _retry_when_writable(self, fut, sock, retry, *args):
         fd = sock.fileno()
-        handle = self.add_writer(fd, retry, fut, sock, *args)
+        handle = self._add_writer(fd, retry, fut, sock, *args)
         fut.add_done_callback(
             functools.partial(self._sock_write_done, fd, handle=handle))
 
@@ -80,14 +80,14 @@ class SockOpsMixin:
         self._retry_when_writable(fut, sock, retry, *args)
         return fut
 
-    def _sock_read_done(self, fd, fut, handle=None):
+    def _sock_read_done(self, fd, fut, handle):
         # If our reader was cancelled, it was replaced or removed already;
         # removing now would remove someone else's reader.
-        if handle is None or not handle.cancelled():
+        if not handle.cancelled():
             self.remove_reader(fd)
 
-    def _sock_write_done(self, fd, fut, handle=None):
-        if handle is None or not handle.cancelled():
+    def _sock_write_done(self, fd, fut, handle):
+        if not handle.cancelled():
             self.remove_writer(fd)
 
     # -- receiving ------------------------------------------------------

@@ -349,9 +349,39 @@ def parse_args(argv):
     return opts
 
 
+PREFLIGHT = """
+import sys
+try:
+    import test.test_asyncio
+except ImportError as exc:
+    sys.exit(f"cannot import CPython's test package ({exc}): this Python was "
+             "packaged without its test suite; use a pyenv/python.org build "
+             "or install e.g. libpython3.X-testsuite")
+if sys.argv[1] == "ferroloop":
+    import ferroloop
+    ferroloop.new_event_loop().close()
+"""
+
+
+def preflight(opts):
+    """Fail fast, once, if the loop under test or the tests can't load."""
+    proc = subprocess.run([sys.executable, "-c", PREFLIGHT, opts.loop],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        print("\n".join(msg[-15:]), file=sys.stderr)
+        hint = " (build it: make build)" if opts.loop == "ferroloop" else ""
+        print(f"error: cannot run the tests with {sys.executable} and "
+              f"--loop {opts.loop}{hint}", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     out = sys.stdout
+    if not preflight(opts):
+        return 2
 
     if opts.keep_logs:
         os.makedirs(opts.keep_logs, exist_ok=True)
