@@ -127,6 +127,11 @@ impl Handle {
         result
     }
 
+    /// `handle.cancel()` from Rust (replaced or removed fd watchers).
+    pub(crate) fn cancel_handle(handle: &Bound<'_, Handle>) -> PyResult<()> {
+        handle.get().do_cancel(handle)
+    }
+
     fn do_cancel(&self, slf: &Bound<'_, Handle>) -> PyResult<()> {
         if self.cancelled.load(Ordering::Relaxed) {
             return Ok(());

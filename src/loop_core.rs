@@ -479,10 +479,3 @@ fn untrack_one_shot(handle: &Bound<'_, Handle>) {
     // from the collector's lists), and PyO3's dealloc untracks only if tracked.
     unsafe { pyo3::ffi::PyObject_GC_UnTrack(handle.as_ptr().cast()) };
 }
-
-impl Handle {
-    /// `handle.cancel()` from Rust.
-    pub(crate) fn cancel_handle(handle: &Bound<'_, Handle>) -> PyResult<()> {
-        handle.call_method0("cancel").map(drop)
-    }
-}
