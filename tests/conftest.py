@@ -1,3 +1,5 @@
+import signal
+
 import pytest
 
 import ferroloop
@@ -10,3 +12,12 @@ def loop():
     yield lp
     if not lp.is_closed():
         lp.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def default_sigint_handler():
+    """Ctrl-C tests need Python's default SIGINT handler; a test run started
+    in the background of a non-interactive shell inherits SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

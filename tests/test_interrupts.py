@@ -41,6 +41,8 @@ def test_ctrl_c_in_asyncio_run_cancels_main_like_stock_runner():
         import asyncio, os, signal, sys
         import ferroloop
 
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
         async def main():
             loop = asyncio.get_running_loop()
             loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)

@@ -290,6 +290,11 @@ def main():
     faulthandler.enable(all_threads=True)
     # the parent sends SIGUSR1 before killing a hung child: dump all stacks
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # CPython's tests (test_runners' interrupt tests) assume Python's default
+    # Ctrl-C handler. A child started from a background job of a
+    # non-interactive shell inherits SIGINT ignored, and Python then leaves it
+    # ignored: interrupt_main() would do nothing and those tests would hang.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     try:
         import test.test_asyncio  # noqa: F401
