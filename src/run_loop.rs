@@ -52,8 +52,8 @@ fn run_once(
 ) -> PyResult<()> {
     let py = slf.py();
 
-    // 1 + 2a: housekeeping and the poll timeout.
-    let (timeout, poller, watching_fds) = {
+    // 1 + 2a: housekeeping, the poll timeout, and whether to poll at all.
+    let (timeout_ms, poller) = {
         let mut st = core.state(py);
         st.timers.remove_cancelled(|t| garbage.push(t.0));
         let timeout = if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
@@ -63,25 +63,26 @@ fn run_once(
                 .next_deadline()
                 .map(|when| (when - clock::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
         };
-        let Some(poller) = st.poller.clone() else {
+        let timeout_ms = timeout_to_ms(timeout);
+        let Some(poller) = st.poller.as_ref() else {
             return Err(pyo3::exceptions::PyRuntimeError::new_err(
                 "Event loop is closed",
             ));
         };
-        (timeout, poller, st.has_fd_watchers())
+        // A zero-timeout poll with no fd watched could only report the waker.
+        let poller = (timeout_ms != 0 || st.has_fd_watchers()).then(|| poller.clone());
+        (timeout_ms, poller)
     };
     garbage.clear();
 
-    // 2b: poll.
-    let timeout_ms = timeout_to_ms(timeout);
-    let polled = if timeout_ms == 0 {
-        if watching_fds {
-            poller.wait(events, 0)
-        } else {
+    // 2b: poll (the GIL is released only for a poll that may block).
+    let polled = match &poller {
+        None => {
+            events.clear();
             Ok(0)
         }
-    } else {
-        py.detach(|| poller.wait(events, timeout_ms))
+        Some(poller) if timeout_ms == 0 => poller.wait(events, 0),
+        Some(poller) => py.detach(|| poller.wait(events, timeout_ms)),
     };
     let polled_ok = match polled {
         Ok(_) => true,

@@ -85,6 +85,11 @@ impl Events {
         self.len
     }
 
+    /// Forgets the last poll's events (when an iteration skips polling).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
