@@ -341,6 +341,25 @@ impl LoopCore {
         self.remove_fd_watcher(py, fd, Side::Write)
     }
 
+    /// selector_events' private spelling of `remove_reader`, used by
+    /// transports and socket operations.
+    fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_fd_watcher(py, fd, Side::Read)
+    }
+
+    /// selector_events' private spelling of `remove_writer`.
+    fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_fd_watcher(py, fd, Side::Write)
+    }
+
+    /// Whether `fd` has a live reader (`read=True`) or writer registered;
+    /// used by transports' `repr` ("read=polling").
+    fn _is_watching(&self, py: Python<'_>, fd: i32, read: bool) -> bool {
+        let st = self.state(py);
+        let map = if read { &st.readers } else { &st.writers };
+        map.get(&fd).is_some_and(|h| !h.get().is_cancelled())
+    }
+
     /// Asks the running loop to stop after the current iteration.
     fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
