@@ -10,6 +10,7 @@ mod handles;
 mod loop_core;
 mod pyhelpers;
 mod run_loop;
+mod socket_transport;
 mod state;
 
 use pyo3::prelude::*;
@@ -19,5 +20,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loop_core::LoopCore>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<socket_transport::SocketTransport>()?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! asyncio's API that are pure Python in CPython too (run_until_complete,
 //! exception handlers, executors, sockets, signals, ...).
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -153,6 +154,20 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
         let fd = fd_watchers::fileobj_to_fd(fd)?;
+        self.watch_fd(py, fd, side, callback, args)
+    }
+
+    /// Registers `callback(*args)` to run while `fd`'s side is ready,
+    /// replacing (and cancelling) a previous watcher. Used by transports.
+    pub(crate) fn watch_fd(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        side: Side,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        self.ensure_open()?;
         let handle = Py::new(py, self.make_handle(py, callback, args, None, None, false)?)?;
         let replaced = fd_watchers::add(&mut self.state(py), fd, side, handle.clone_ref(py))?;
         if let Some(old) = replaced {
@@ -171,6 +186,24 @@ impl LoopCore {
             return Ok(false);
         }
         let fd = fd_watchers::fileobj_to_fd(fd)?;
+        self.unwatch_fd(py, fd, side)
+    }
+
+    /// Whether `fd` has a live watcher on `side`.
+    pub(crate) fn is_watching(&self, py: Python<'_>, fd: RawFd, side: Side) -> bool {
+        let st = self.state(py);
+        let map = match side {
+            Side::Read => &st.readers,
+            Side::Write => &st.writers,
+        };
+        map.get(&fd).is_some_and(|h| !h.get().is_cancelled())
+    }
+
+    /// Removes `fd`'s watcher on `side`; false if there was none.
+    pub(crate) fn unwatch_fd(&self, py: Python<'_>, fd: RawFd, side: Side) -> PyResult<bool> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
         let removed = fd_watchers::remove(&mut self.state(py), fd, side)?;
         match removed {
             Some(handle) => {
@@ -217,7 +250,7 @@ impl LoopCore {
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon<'py>(
+    pub(crate) fn call_soon<'py>(
         &self,
         py: Python<'py>,
         callback: &Bound<'py, PyAny>,
@@ -355,9 +388,7 @@ impl LoopCore {
     /// Whether `fd` has a live reader (`read=True`) or writer registered;
     /// used by transports' `repr` ("read=polling").
     fn _is_watching(&self, py: Python<'_>, fd: i32, read: bool) -> bool {
-        let st = self.state(py);
-        let map = if read { &st.readers } else { &st.writers };
-        map.get(&fd).is_some_and(|h| !h.get().is_cancelled())
+        self.is_watching(py, fd, if read { Side::Read } else { Side::Write })
     }
 
     /// Asks the running loop to stop after the current iteration.

@@ -6,6 +6,8 @@
 //!   with lazy cancellation and compaction;
 //! * [`poller::Poller`] — level-triggered epoll with per-fd read/write interest;
 //! * [`waker::Waker`] — an eventfd that wakes a sleeping poll from any thread;
+//! * [`write_buffer::WriteBuffer`] and [`sockio`] — a transport's pending bytes
+//!   and its non-blocking socket calls;
 //! * [`clock`] — the monotonic clock asyncio's `loop.time()` uses.
 //!
 //! Everything is generic over the callback type, so it is tested with plain
@@ -14,10 +16,13 @@
 pub mod clock;
 pub mod poller;
 pub mod ready;
+pub mod sockio;
 pub mod timers;
 pub mod waker;
+pub mod write_buffer;
 
 pub use poller::{timeout_to_ms, Event, Events, Interest, Poller};
 pub use ready::ReadyQueue;
 pub use timers::{CancelCounter, Timer, TimerHeap};
 pub use waker::Waker;
+pub use write_buffer::WriteBuffer;

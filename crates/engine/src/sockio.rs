@@ -1,0 +1,78 @@
+//! Non-blocking socket calls on raw fds, as transports need them: `recv`,
+//! `send` without SIGPIPE, and `shutdown(SHUT_WR)`.
+//!
+//! The fds belong to Python socket objects that the transport keeps alive for
+//! as long as it uses the fd.
+
+use std::io;
+use std::os::fd::RawFd;
+
+fn cvt(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `recv(fd, buf, 0)`: Ok(0) is end of stream.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes for the
+    // duration of the call; the kernel validates `fd`.
+    cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
+}
+
+/// `send(fd, buf, MSG_NOSIGNAL)`: a closed peer gives EPIPE, never SIGPIPE.
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live slice of `buf.len()` bytes for the duration of
+    // the call; the kernel validates `fd`.
+    cvt(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
+}
+
+/// `shutdown(fd, SHUT_WR)`: sends FIN after the pending data.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: no pointers; the kernel validates `fd`.
+    let rc = unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// True for the errors that only mean "try again when ready".
+pub fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn send_recv_and_eof() {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        let e = recv(b.as_raw_fd(), &mut buf).unwrap_err();
+        assert!(would_block(&e));
+        assert_eq!(send(a.as_raw_fd(), b"ping").unwrap(), 4);
+        assert_eq!(recv(b.as_raw_fd(), &mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"ping");
+        shutdown_write(a.as_raw_fd()).unwrap();
+        assert_eq!(recv(b.as_raw_fd(), &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn send_to_closed_peer_is_an_error_not_a_signal() {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        let e = send(a.as_raw_fd(), b"x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+    }
+}

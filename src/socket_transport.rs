@@ -1,0 +1,1101 @@
+//! `SocketTransport`: asyncio's stream transport over a connected socket
+//! (selector_events' `_SelectorSocketTransport`), native.
+//!
+//! Reads go straight from the kernel into one shared buffer and reach the
+//! protocol as a `bytes` (`data_received`) or land in the protocol's own
+//! buffer (`BufferedProtocol.get_buffer` / `buffer_updated`). Writes are sent
+//! at once; only what the kernel does not take is copied into a Rust buffer
+//! and flushed when the socket becomes writable, with asyncio's flow control
+//! (`pause_writing` / `resume_writing` at the water marks).
+//!
+//! All state lives in a `GilCell`; as everywhere in ferroloop, no Python code
+//! runs while it is borrowed: methods copy out what they need, release the
+//! borrow, then call the protocol.
+
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+
+use ferroloop_engine::{sockio, WriteBuffer};
+use pyo3::exceptions::{
+    PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::{intern, PyTraverseError, PyVisit};
+
+use crate::fd_watchers::Side;
+use crate::gil_cell::GilCell;
+use crate::loop_core::LoopCore;
+use crate::pyhelpers::asyncio_logger;
+
+/// asyncio's `max_size`: the most one read asks the kernel for.
+const MAX_READ: usize = 256 * 1024;
+/// asyncio's default high-water mark for the write buffer.
+const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+thread_local! {
+    /// Every transport of a thread reads into this buffer, then copies the
+    /// bytes received into the `bytes` handed to `data_received`.
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_READ]);
+}
+
+struct TransportState {
+    /// The Python loop object; None once the connection is lost.
+    loop_obj: Option<Py<PyAny>>,
+    /// The Python socket object, kept alive (it owns the fd) until the
+    /// connection is lost.
+    sock: Option<Py<PyAny>>,
+    protocol: Option<Py<PyAny>>,
+    /// The protocol is a `BufferedProtocol`.
+    buffered: bool,
+    protocol_connected: bool,
+    extra: Py<PyDict>,
+    server: Option<Py<PyAny>>,
+    buffer: WriteBuffer,
+    /// Non-zero once connection_lost is scheduled; counts writes after that.
+    conn_lost: u32,
+    closing: bool,
+    /// pause_reading() was called.
+    paused: bool,
+    /// write_eof() was called.
+    eof: bool,
+    protocol_paused: bool,
+    high_water: usize,
+    low_water: usize,
+    /// sendfile's "buffer drained" future.
+    empty_waiter: Option<Py<PyAny>>,
+}
+
+#[pyclass(frozen, weakref, module = "ferroloop._ferroloop")]
+pub struct SocketTransport {
+    fd: RawFd,
+    core: Py<LoopCore>,
+    state: GilCell<TransportState>,
+}
+
+static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn cached<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyAny>> {
+    Ok(cell
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import(module)?.getattr(name)?.unbind())
+        })?
+        .bind(py))
+}
+
+fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+impl SocketTransport {
+    fn st(&self, py: Python<'_>) -> crate::gil_cell::GilRefMut<'_, TransportState> {
+        self.state.borrow_mut(py)
+    }
+
+    fn core_ref(&self) -> &LoopCore {
+        self.core.get()
+    }
+
+    fn is_debug(&self) -> bool {
+        self.core_ref().is_debug()
+    }
+
+    fn call_soon(
+        &self,
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        self.core_ref()
+            .call_soon(py, callback, args, None)
+            .map(drop)
+    }
+
+    /// Starts reading unless paused or closing (the transport's `_add_reader`).
+    fn start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let st = this.st(py);
+            if st.closing || st.paused {
+                return Ok(());
+            }
+        }
+        let cb = slf.getattr(intern!(py, "_read_ready"))?;
+        this.core_ref()
+            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py))
+            .map(drop)
+    }
+
+    fn stop_reading(&self, py: Python<'_>) -> PyResult<()> {
+        self.core_ref()
+            .unwatch_fd(py, self.fd, Side::Read)
+            .map(drop)
+    }
+
+    fn start_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let cb = slf.getattr(intern!(py, "_write_ready"))?;
+        slf.get()
+            .core_ref()
+            .watch_fd(py, slf.get().fd, Side::Write, &cb, PyTuple::empty(py))
+            .map(drop)
+    }
+
+    fn stop_writing(&self, py: Python<'_>) -> PyResult<()> {
+        self.core_ref()
+            .unwatch_fd(py, self.fd, Side::Write)
+            .map(drop)
+    }
+
+    fn protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st(py).protocol.as_ref().map(|p| p.clone_ref(py))
+    }
+
+    /// asyncio's `_fatal_error`: OSErrors are expected network weather (logged
+    /// in debug mode only); anything else goes to the exception handler.
+    /// Then the transport is force-closed.
+    fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if err.is_instance_of::<PyOSError>(py) {
+            if this.is_debug() {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("exc_info", err.clone_ref(py).into_value(py))?;
+                asyncio_logger(py)?.call_method(
+                    "debug",
+                    ("%r: %s", slf, message),
+                    Some(&kwargs),
+                )?;
+            }
+        } else {
+            let (loop_obj, protocol) = {
+                let st = this.st(py);
+                (
+                    st.loop_obj.as_ref().map(|l| l.clone_ref(py)),
+                    st.protocol.as_ref().map(|p| p.clone_ref(py)),
+                )
+            };
+            if let Some(loop_obj) = loop_obj {
+                let context = PyDict::new(py);
+                context.set_item("message", message)?;
+                context.set_item("exception", err.clone_ref(py).into_value(py))?;
+                context.set_item("transport", slf)?;
+                context.set_item("protocol", protocol)?;
+                loop_obj
+                    .bind(py)
+                    .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+            }
+        }
+        Self::force_close(slf, Some(err.into_value(py).into_any()))
+    }
+
+    /// asyncio's `_force_close`: drop pending writes, stop reading, schedule
+    /// connection_lost(exc).
+    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (had_buffer, was_closing) = {
+            let mut st = this.st(py);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            let had_buffer = !st.buffer.is_empty();
+            st.buffer.clear();
+            let was_closing = st.closing;
+            st.closing = true;
+            st.conn_lost += 1;
+            (had_buffer, was_closing)
+        };
+        if had_buffer {
+            this.stop_writing(py)?;
+        }
+        if !was_closing {
+            this.stop_reading(py)?;
+        }
+        let cb = slf.getattr(intern!(py, "_call_connection_lost"))?;
+        let exc = exc.unwrap_or_else(|| py.None());
+        this.call_soon(py, &cb, PyTuple::new(py, [exc])?)
+    }
+
+    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let protocol = {
+            let mut st = this.st(py);
+            if st.buffer.len() <= st.high_water || st.protocol_paused {
+                return Ok(());
+            }
+            st.protocol_paused = true;
+            st.protocol.as_ref().map(|p| p.clone_ref(py))
+        };
+        if let Some(protocol) = protocol {
+            if let Err(err) = protocol.bind(py).call_method0(intern!(py, "pause_writing")) {
+                Self::report_flow_control_error(
+                    slf,
+                    err,
+                    "protocol.pause_writing() failed",
+                    &protocol,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let protocol = {
+            let mut st = this.st(py);
+            if !(st.protocol_paused && st.buffer.len() <= st.low_water) {
+                return Ok(());
+            }
+            st.protocol_paused = false;
+            st.protocol.as_ref().map(|p| p.clone_ref(py))
+        };
+        if let Some(protocol) = protocol {
+            if let Err(err) = protocol
+                .bind(py)
+                .call_method0(intern!(py, "resume_writing"))
+            {
+                Self::report_flow_control_error(
+                    slf,
+                    err,
+                    "protocol.resume_writing() failed",
+                    &protocol,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn report_flow_control_error(
+        slf: &Bound<'_, Self>,
+        err: PyErr,
+        message: &str,
+        protocol: &Py<PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        if is_exit(py, &err) {
+            return Err(err);
+        }
+        let loop_obj = slf.get().st(py).loop_obj.as_ref().map(|l| l.clone_ref(py));
+        if let Some(loop_obj) = loop_obj {
+            let context = PyDict::new(py);
+            context.set_item("message", message)?;
+            context.set_item("exception", err.into_value(py))?;
+            context.set_item("transport", slf)?;
+            context.set_item("protocol", protocol)?;
+            loop_obj
+                .bind(py)
+                .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        }
+        Ok(())
+    }
+
+    /// Sends what it can of `data` now; buffers the rest.
+    fn write_bytes(slf: &Bound<'_, Self>, data: &[u8]) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let buffer_was_empty = this.st(py).buffer.is_empty();
+        let mut rest = data;
+        if buffer_was_empty {
+            match sockio::send(this.fd, data) {
+                Ok(n) => {
+                    rest = &data[n..];
+                    if rest.is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if sockio::would_block(&e) => {}
+                Err(e) => {
+                    return Self::fatal_error(
+                        slf,
+                        e.into(),
+                        "Fatal write error on socket transport",
+                    );
+                }
+            }
+            Self::start_writing(slf)?;
+        }
+        this.st(py).buffer.extend(rest);
+        Self::maybe_pause_protocol(slf)
+    }
+
+    fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.is_debug() {
+            asyncio_logger(py)?.call_method1("debug", ("%r received EOF", slf))?;
+        }
+        let Some(protocol) = this.protocol(py) else {
+            return Ok(());
+        };
+        match protocol.bind(py).call_method0(intern!(py, "eof_received")) {
+            Err(err) if is_exit(py, &err) => Err(err),
+            Err(err) => Self::fatal_error(
+                slf,
+                err,
+                "Fatal error: protocol.eof_received() call failed.",
+            ),
+            Ok(keep_open) => {
+                if keep_open.is_truthy()? {
+                    // The protocol keeps the write side open; nothing more can be read.
+                    this.stop_reading(py)
+                } else {
+                    Self::close(slf)
+                }
+            }
+        }
+    }
+
+    fn read_into_protocol_buffer(
+        slf: &Bound<'_, Self>,
+        protocol: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let buf = match protocol
+            .call_method1(intern!(py, "get_buffer"), (-1,))
+            .and_then(|buf| {
+                if buf.len()? == 0 {
+                    Err(PyRuntimeError::new_err(
+                        "get_buffer() returned an empty buffer",
+                    ))
+                } else {
+                    Ok(buf)
+                }
+            }) {
+            Ok(buf) => buf,
+            Err(err) if is_exit(py, &err) => return Err(err),
+            Err(err) => {
+                return Self::fatal_error(
+                    slf,
+                    err,
+                    "Fatal error: protocol.get_buffer() call failed.",
+                )
+            }
+        };
+        let Some(sock) = slf.get().st(py).sock.as_ref().map(|s| s.clone_ref(py)) else {
+            return Ok(());
+        };
+        let nbytes: usize = match sock.bind(py).call_method1(intern!(py, "recv_into"), (buf,)) {
+            Ok(n) => n.extract()?,
+            Err(err)
+                if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
+                    || err.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
+            {
+                return Ok(())
+            }
+            Err(err) if is_exit(py, &err) => return Err(err),
+            Err(err) => return Self::fatal_error(slf, err, "Fatal read error on socket transport"),
+        };
+        if nbytes == 0 {
+            return Self::on_eof(slf);
+        }
+        match protocol.call_method1(intern!(py, "buffer_updated"), (nbytes,)) {
+            Err(err) if is_exit(py, &err) => Err(err),
+            Err(err) => Self::fatal_error(
+                slf,
+                err,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            ),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    fn read_into_bytes(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let fd = slf.get().fd;
+        let received = READ_BUFFER.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            match sockio::recv(fd, &mut buf) {
+                Ok(n) => Ok(PyBytes::new(py, &buf[..n])),
+                Err(e) => Err(e),
+            }
+        });
+        let data = match received {
+            Ok(data) => data,
+            Err(e) if sockio::would_block(&e) => return Ok(()),
+            Err(e) => {
+                return Self::fatal_error(slf, e.into(), "Fatal read error on socket transport")
+            }
+        };
+        if data.as_bytes().is_empty() {
+            return Self::on_eof(slf);
+        }
+        match protocol.call_method1(intern!(py, "data_received"), (data,)) {
+            Err(err) if is_exit(py, &err) => Err(err),
+            Err(err) => Self::fatal_error(
+                slf,
+                err,
+                "Fatal error: protocol.data_received() call failed.",
+            ),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let buffer_empty = {
+            let mut st = this.st(py);
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            let empty = st.buffer.is_empty();
+            if empty {
+                st.conn_lost += 1;
+            }
+            empty
+        };
+        this.stop_reading(py)?;
+        if buffer_empty {
+            this.stop_writing(py)?;
+            let cb = slf.getattr(intern!(py, "_call_connection_lost"))?;
+            this.call_soon(py, &cb, PyTuple::new(py, [py.None()])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of a bytes-like object, as `write()` accepts them.
+fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<R>) -> PyResult<R> {
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        return f(bytes.as_bytes());
+    }
+    let py = data.py();
+    let is_bytes_like = data.is_instance_of::<pyo3::types::PyByteArray>()
+        || data.is_instance_of::<pyo3::types::PyMemoryView>();
+    if !is_bytes_like {
+        return Err(PyTypeError::new_err(format!(
+            "data argument must be a bytes-like object, not {:?}",
+            data.get_type().name()?.to_string()
+        )));
+    }
+    let copied = PyBytes::new(py, &pyo3::buffer::PyBuffer::<u8>::get(data)?.to_vec(py)?);
+    f(copied.as_bytes())
+}
+
+#[pymethods]
+impl SocketTransport {
+    #[new]
+    #[pyo3(signature = (r#loop, sock, protocol, waiter=None, extra=None, server=None))]
+    fn new(
+        py: Python<'_>,
+        r#loop: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        waiter: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        server: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Self>> {
+        let core: Py<LoopCore> = r#loop.cast::<LoopCore>()?.clone().unbind();
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        if fd < 0 {
+            return Err(PyValueError::new_err(format!(
+                "Invalid file descriptor: {fd}"
+            )));
+        }
+        let extra_dict = PyDict::new(py);
+        if let Some(extra) = extra.filter(|e| !e.is_none()) {
+            extra_dict.call_method1(intern!(py, "update"), (extra,))?;
+        }
+        extra_dict.set_item(
+            "socket",
+            cached(py, &TRANSPORT_SOCKET, "asyncio.trsock", "TransportSocket")?.call1((sock,))?,
+        )?;
+        let sockname = sock
+            .call_method0(intern!(py, "getsockname"))
+            .map(|v| v.unbind())
+            .unwrap_or_else(|_| py.None());
+        extra_dict.set_item("sockname", sockname)?;
+        if !extra_dict.contains("peername")? {
+            let peername = sock
+                .call_method0(intern!(py, "getpeername"))
+                .map(|v| v.unbind())
+                .unwrap_or_else(|_| py.None());
+            extra_dict.set_item("peername", peername)?;
+        }
+        let buffered = protocol.is_instance(cached(
+            py,
+            &BUFFERED_PROTOCOL,
+            "asyncio.protocols",
+            "BufferedProtocol",
+        )?)?;
+        let state = TransportState {
+            loop_obj: Some(r#loop.clone().unbind()),
+            sock: Some(sock.clone().unbind()),
+            protocol: Some(protocol.clone().unbind()),
+            buffered,
+            protocol_connected: true,
+            extra: extra_dict.unbind(),
+            server: server.filter(|s| !s.is_none()).map(|s| s.clone().unbind()),
+            buffer: WriteBuffer::new(),
+            conn_lost: 0,
+            closing: false,
+            paused: false,
+            eof: false,
+            protocol_paused: false,
+            high_water: DEFAULT_HIGH_WATER,
+            low_water: DEFAULT_HIGH_WATER / 4,
+            empty_waiter: None,
+        };
+        let transport = Bound::new(
+            py,
+            SocketTransport {
+                fd,
+                core,
+                state: GilCell::new(state),
+            },
+        )?;
+        if let Some(server) = server.filter(|s| !s.is_none()) {
+            server.call_method0(intern!(py, "_attach"))?;
+        }
+        // Disable Nagle: small writes go out without waiting for the ACK.
+        cached(py, &SET_NODELAY, "asyncio.base_events", "_set_nodelay")?.call1((sock,))?;
+        let this = transport.get();
+        this.call_soon(
+            py,
+            &protocol.getattr(intern!(py, "connection_made"))?,
+            PyTuple::new(py, [&transport])?,
+        )?;
+        // Reading starts only once connection_made() has run.
+        this.call_soon(
+            py,
+            &transport.getattr(intern!(py, "_start_reading"))?,
+            PyTuple::empty(py),
+        )?;
+        if let Some(waiter) = waiter.filter(|w| !w.is_none()) {
+            let set = cached(
+                py,
+                &SET_RESULT_UNLESS_CANCELLED,
+                "asyncio.futures",
+                "_set_result_unless_cancelled",
+            )?;
+            this.call_soon(
+                py,
+                set,
+                PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
+            )?;
+        }
+        Ok(transport.unbind())
+    }
+
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::start_reading(slf)
+    }
+
+    /// The fd is readable: one read, handed to the protocol.
+    fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (protocol, buffered) = {
+            let st = slf.get().st(py);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            match &st.protocol {
+                Some(p) => (p.clone_ref(py), st.buffered),
+                None => return Ok(()),
+            }
+        };
+        if buffered {
+            Self::read_into_protocol_buffer(slf, protocol.bind(py))
+        } else {
+            Self::read_into_bytes(slf, protocol.bind(py))
+        }
+    }
+
+    /// The fd is writable: flush the buffer.
+    fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let sent = {
+            let mut st = this.st(py);
+            if st.conn_lost > 0 || st.buffer.is_empty() {
+                return Ok(());
+            }
+            match sockio::send(this.fd, st.buffer.as_slice()) {
+                Ok(n) => {
+                    st.buffer.consume(n);
+                    Ok(())
+                }
+                Err(e) if sockio::would_block(&e) => return Ok(()),
+                Err(e) => {
+                    st.buffer.clear();
+                    Err(e)
+                }
+            }
+        };
+        if let Err(e) = sent {
+            this.stop_writing(py)?;
+            let err: PyErr = e.into();
+            let waiter = this.st(py).empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            Self::fatal_error(
+                slf,
+                err.clone_ref(py),
+                "Fatal write error on socket transport",
+            )?;
+            if let Some(waiter) = waiter {
+                waiter
+                    .bind(py)
+                    .call_method1(intern!(py, "set_exception"), (err.into_value(py),))?;
+            }
+            return Ok(());
+        }
+        Self::maybe_resume_protocol(slf)?; // may write more
+        let (empty, closing, eof, waiter) = {
+            let st = this.st(py);
+            (
+                st.buffer.is_empty(),
+                st.closing,
+                st.eof,
+                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+            )
+        };
+        if empty {
+            this.stop_writing(py)?;
+            if let Some(waiter) = waiter {
+                waiter
+                    .bind(py)
+                    .call_method1(intern!(py, "set_result"), (py.None(),))?;
+            }
+            if closing {
+                Self::_call_connection_lost(slf, None)?;
+            } else if eof {
+                sockio::shutdown_write(this.fd)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        with_bytes(data, |bytes| {
+            {
+                let mut st = slf.get().st(py);
+                if st.eof {
+                    return Err(PyRuntimeError::new_err(
+                        "Cannot call write() after write_eof()",
+                    ));
+                }
+                if st.empty_waiter.is_some() {
+                    return Err(PyRuntimeError::new_err(
+                        "unable to write; sendfile is in progress",
+                    ));
+                }
+                if bytes.is_empty() {
+                    return Ok(());
+                }
+                if st.conn_lost > 0 {
+                    let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                    st.conn_lost += 1;
+                    drop(st);
+                    if warn {
+                        asyncio_logger(py)?
+                            .call_method1("warning", ("socket.send() raised exception.",))?;
+                    }
+                    return Ok(());
+                }
+            }
+            Self::write_bytes(slf, bytes)
+        })
+    }
+
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
+        Self::write(slf, &joined)
+    }
+
+    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
+        let shutdown_now = {
+            let mut st = self.st(py);
+            if st.closing || st.eof {
+                return Ok(());
+            }
+            st.eof = true;
+            st.buffer.is_empty()
+        };
+        if shutdown_now {
+            sockio::shutdown_write(self.fd)?;
+        }
+        Ok(())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    #[pyo3(name = "close")]
+    fn py_close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::close(slf)
+    }
+
+    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::force_close(slf, None)
+    }
+
+    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        Self::force_close(slf, exc.filter(|e| !e.is_none(slf.py())))
+    }
+
+    #[pyo3(signature = (exc, message = "Fatal error on transport"))]
+    fn _fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+        Self::fatal_error(slf, PyErr::from_value(exc.clone()), message)
+    }
+
+    /// Runs connection_lost(exc), then releases the socket, the protocol, the
+    /// loop and the server slot.
+    #[pyo3(signature = (exc=None))]
+    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (protocol, connected) = {
+            let st = this.st(py);
+            (
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+                st.protocol_connected,
+            )
+        };
+        let result = match protocol {
+            Some(p) if connected => p
+                .bind(py)
+                .call_method1(
+                    intern!(py, "connection_lost"),
+                    (exc.unwrap_or_else(|| py.None()),),
+                )
+                .map(drop),
+            _ => Ok(()),
+        };
+        let (sock, server, waiter, released) = {
+            let mut st = this.st(py);
+            let released = (st.protocol.take(), st.loop_obj.take());
+            (
+                st.sock.take(),
+                st.server.take(),
+                st.empty_waiter.clone_ref_opt(py),
+                released,
+            )
+        };
+        drop(released);
+        let closed = match sock {
+            Some(sock) => sock.bind(py).call_method0(intern!(py, "close")).map(drop),
+            None => Ok(()),
+        };
+        let detached = match server {
+            Some(server) => server
+                .bind(py)
+                .call_method0(intern!(py, "_detach"))
+                .map(drop),
+            None => Ok(()),
+        };
+        if let Some(waiter) = waiter {
+            let exc = pyo3::exceptions::PyConnectionError::new_err("Connection is closed by peer");
+            waiter
+                .bind(py)
+                .call_method1(intern!(py, "set_exception"), (exc.into_value(py),))?;
+        }
+        result.and(closed).and(detached)
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.st(py).closing
+    }
+
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        let st = self.st(py);
+        !st.closing && !st.paused
+    }
+
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.st(py);
+            if st.closing || st.paused {
+                return Ok(());
+            }
+            st.paused = true;
+        }
+        this.stop_reading(py)?;
+        if this.is_debug() {
+            asyncio_logger(py)?.call_method1("debug", ("%r pauses reading", slf))?;
+        }
+        Ok(())
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.st(py);
+            if st.closing || !st.paused {
+                return Ok(());
+            }
+            st.paused = false;
+        }
+        Self::start_reading(slf)?;
+        if this.is_debug() {
+            asyncio_logger(py)?.call_method1("debug", ("%r resumes reading", slf))?;
+        }
+        Ok(())
+    }
+
+    #[pyo3(signature = (name, default=None))]
+    fn get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let extra = self.st(py).extra.clone_ref(py);
+        Ok(match extra.bind(py).get_item(name)? {
+            Some(v) => v.unbind(),
+            None => default.unwrap_or_else(|| py.None()),
+        })
+    }
+
+    fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let buffered = protocol.is_instance(cached(
+            py,
+            &BUFFERED_PROTOCOL,
+            "asyncio.protocols",
+            "BufferedProtocol",
+        )?)?;
+        let old = {
+            let mut st = self.st(py);
+            st.buffered = buffered;
+            st.protocol_connected = true;
+            st.protocol.replace(protocol.clone().unbind())
+        };
+        drop(old);
+        Ok(())
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.protocol(py)
+    }
+
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(
+        slf: &Bound<'_, Self>,
+        high: Option<i64>,
+        low: Option<i64>,
+    ) -> PyResult<()> {
+        let high = match (high, low) {
+            (Some(h), _) => h,
+            (None, None) => DEFAULT_HIGH_WATER as i64,
+            (None, Some(l)) => 4 * l,
+        };
+        let low = low.unwrap_or(high / 4);
+        if !(high >= low && low >= 0) {
+            return Err(PyValueError::new_err(format!(
+                "high ({high}) must be >= low ({low}) must be >= 0"
+            )));
+        }
+        {
+            let mut st = slf.get().st(slf.py());
+            st.high_water = high as usize;
+            st.low_water = low as usize;
+        }
+        Self::maybe_pause_protocol(slf)
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
+        let st = self.st(py);
+        (st.low_water, st.high_water)
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.st(py).buffer.len()
+    }
+
+    /// sendfile: a future done once the write buffer is empty.
+    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (loop_obj, empty) = {
+            let st = self.st(py);
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+            }
+            (
+                st.loop_obj.as_ref().map(|l| l.clone_ref(py)),
+                st.buffer.is_empty(),
+            )
+        };
+        let Some(loop_obj) = loop_obj else {
+            return Err(PyRuntimeError::new_err("Transport is closed"));
+        };
+        let waiter = loop_obj
+            .bind(py)
+            .call_method0(intern!(py, "create_future"))?;
+        if empty {
+            waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        self.st(py).empty_waiter = Some(waiter.clone().unbind());
+        Ok(waiter.unbind())
+    }
+
+    fn _reset_empty_waiter(&self, py: Python<'_>) {
+        let old = self.st(py).empty_waiter.take();
+        drop(old);
+    }
+
+    #[getter]
+    fn _sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st(py).sock.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    #[getter]
+    fn _sock_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st(py).loop_obj.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    #[getter]
+    fn _protocol_paused(&self, py: Python<'_>) -> bool {
+        self.st(py).protocol_paused
+    }
+
+    #[getter]
+    fn _conn_lost(&self, py: Python<'_>) -> u32 {
+        self.st(py).conn_lost
+    }
+
+    #[getter]
+    fn _closing(&self, py: Python<'_>) -> bool {
+        self.st(py).closing
+    }
+
+    #[getter]
+    fn _server(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st(py).server.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    /// sendfile compatibility marker, as selector_events' transport has it.
+    #[classattr]
+    fn _sendfile_compatible(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("asyncio.constants")?
+            .getattr("_SendfileMode")?
+            .getattr("TRY_NATIVE")?
+            .unbind())
+    }
+
+    #[classattr]
+    fn _start_tls_compatible() -> bool {
+        true
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let (has_sock, closing, bufsize) = {
+            let st = self.st(py);
+            (st.sock.is_some(), st.closing, st.buffer.len())
+        };
+        let mut info = vec!["SocketTransport".to_owned()];
+        if !has_sock {
+            info.push("closed".into());
+        } else if closing {
+            info.push("closing".into());
+        }
+        info.push(format!("fd={}", self.fd));
+        let core = self.core_ref();
+        if has_sock && !core.closed.load(std::sync::atomic::Ordering::Relaxed) {
+            let reading = core.is_watching(py, self.fd, Side::Read);
+            let writing = core.is_watching(py, self.fd, Side::Write);
+            info.push(format!("read={}", if reading { "polling" } else { "idle" }));
+            info.push(format!(
+                "write=<{}, bufsize={bufsize}>",
+                if writing { "polling" } else { "idle" }
+            ));
+        }
+        format!("<{}>", info.join(" "))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.core)?;
+        if let Some(st) = self.state.peek_for_gc() {
+            for obj in [
+                &st.loop_obj,
+                &st.sock,
+                &st.protocol,
+                &st.server,
+                &st.empty_waiter,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                visit.call(obj)?;
+            }
+            visit.call(&st.extra)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let taken = {
+                let mut st = self.st(py);
+                (
+                    st.loop_obj.take(),
+                    st.protocol.take(),
+                    st.server.take(),
+                    st.empty_waiter.take(),
+                )
+            };
+            drop(taken);
+        });
+    }
+}
+
+trait CloneRefOpt {
+    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<PyAny>>;
+}
+
+impl CloneRefOpt for Option<Py<PyAny>> {
+    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.as_ref().map(|o| o.clone_ref(py))
+    }
+}
+
+impl Drop for SocketTransport {
+    /// An unclosed transport warns (ResourceWarning) and closes its socket,
+    /// as asyncio's transports do in `__del__`.
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            let sock = self.state.borrow_mut(py).sock.take();
+            let Some(sock) = sock else { return };
+            let warned = PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyResourceWarning>(),
+                &std::ffi::CString::new(format!(
+                    "unclosed transport <SocketTransport fd={}>",
+                    self.fd
+                ))
+                .unwrap_or_default(),
+                1,
+            );
+            if let Err(e) = warned {
+                e.write_unraisable(py, None);
+            }
+            if let Err(e) = sock.bind(py).call_method0("close") {
+                e.write_unraisable(py, None);
+            }
+        });
+    }
+}
