@@ -55,3 +55,50 @@ pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
         Ok(Bound::from_owned_ptr_or_err(py, ptr)?.unbind())
     }
 }
+
+/// `contextvars.copy_context()` for a handle that will be the copy's only
+/// owner: the copy is taken out of the garbage collector's view.
+///
+/// A context can only join a reference cycle through a reference to the
+/// context object itself, and the only way code obtains this copy is
+/// `Handle.get_context()`, which puts it back under the collector
+/// ([`expose_context`]). Until then the collector need not scan it, and a
+/// large ready queue or timer heap no longer costs a scan of one context per
+/// queued callback on every collection.
+///
+/// CPython's context destructor unlinks the object from the collector's list
+/// without checking that it is tracked, so the owning handle must put the
+/// copy back under the collector before letting go of it ([`release_context`]).
+#[inline]
+pub(crate) fn copy_current_context_for_handle(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let ctx = copy_current_context(py)?;
+    // SAFETY: `ctx` is a live Context (a GC type) that nothing else references
+    // yet; untracking only removes it from the collector's lists.
+    unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) };
+    Ok(ctx)
+}
+
+/// Puts a context that [`copy_current_context_for_handle`] untracked back
+/// under the collector (a no-op for any other object).
+fn retrack(ctx: &Py<PyAny>) {
+    let ptr = ctx.as_ptr();
+    // SAFETY: `ptr` is a live object (we hold a reference); the checks read
+    // its type and GC header, and only an exact Context (a GC type) that is
+    // currently untracked gets tracked again.
+    unsafe {
+        if ffi::PyContext_CheckExact(ptr) != 0 && ffi::PyObject_GC_IsTracked(ptr) == 0 {
+            ffi::PyObject_GC_Track(ptr.cast());
+        }
+    }
+}
+
+/// Returns a handle's context to user code, tracked again first.
+pub(crate) fn expose_context(py: Python<'_>, ctx: &Py<PyAny>) -> Py<PyAny> {
+    retrack(ctx);
+    ctx.clone_ref(py)
+}
+
+/// Called by a handle's destructor before it drops its context reference.
+pub(crate) fn release_context(ctx: &Py<PyAny>) {
+    retrack(ctx);
+}

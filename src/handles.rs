@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::PyTuple;
 
-use crate::context::run_in_context;
+use crate::context::{expose_context, release_context, run_in_context};
 use crate::gil_cell::GilCell;
 use crate::pyhelpers::{format_callback_source, lock};
 
@@ -50,6 +50,15 @@ pub struct Handle {
     /// of its callback once it has run, so handle <-> callback reference
     /// cycles end there and handles need no garbage-collector support.
     one_shot: bool,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The context copy may be untracked (see context.rs); CPython's
+        // context destructor requires it tracked. A Handle lives only inside
+        // its Python object, so this runs in tp_dealloc, with the GIL held.
+        release_context(&self.context);
+    }
 }
 
 /// A `Handle` returned by `call_later` / `call_at`.
@@ -197,7 +206,7 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+        expose_context(py, &self.context)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -224,7 +233,7 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+        expose_context(py, &self.context)
     }
 
     #[getter]

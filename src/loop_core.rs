@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::context::copy_current_context;
+use crate::context::copy_current_context_for_handle;
 use crate::debug;
 use crate::fd_watchers::{self, Side};
 use crate::gil_cell::{GilCell, GilRefMut};
@@ -89,7 +89,7 @@ impl LoopCore {
     ) -> PyResult<Handle> {
         let context = match context {
             Some(c) if !c.is_none() => c.unbind(),
-            _ => copy_current_context(py)?,
+            _ => copy_current_context_for_handle(py)?,
         };
         let debug = self.is_debug();
         let source_traceback = if debug {
@@ -97,6 +97,9 @@ impl LoopCore {
         } else {
             None
         };
+        if one_shot {
+            untrack_atomic_args(&args);
+        }
         Ok(Handle::new(
             callback.clone().unbind(),
             args.unbind(),
@@ -512,6 +515,28 @@ impl LoopCore {
     fn __clear__(&self) {
         let handles = Python::attach(|py| self.state(py).take_all());
         drop(handles);
+    }
+}
+
+/// Takes an argument tuple out of the garbage collector's view when none of
+/// its items is a tracked container, as CPython's own collector does for
+/// such tuples on its first pass over them. A tuple is immutable, so it can
+/// never come to hold a reference cycle later. Queued callbacks' arguments
+/// (`call_soon(cb, 42)`, `call_soon(fut.set_result, None)`) are thus never
+/// scanned while they wait.
+fn untrack_atomic_args(args: &Bound<'_, PyTuple>) {
+    if args.is_empty() {
+        return;
+    }
+    // SAFETY: `args` and its items are live objects; PyObject_GC_IsTracked only
+    // reads type flags and the GC header.
+    let has_tracked_item = args
+        .iter_borrowed()
+        .any(|item| unsafe { pyo3::ffi::PyObject_GC_IsTracked(item.as_ptr()) } != 0);
+    if !has_tracked_item {
+        // SAFETY: a tuple is a GC type; untracking a live object only removes it
+        // from the collector's lists, and no tracked object is reachable from it.
+        unsafe { pyo3::ffi::PyObject_GC_UnTrack(args.as_ptr().cast()) };
     }
 }
 
