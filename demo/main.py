@@ -1,18 +1,27 @@
-"""`make demo`: the seed article's concurrent crawler, on stock asyncio vs ferroloop.
+"""`make demo`: the seeds' aiohttp crawler and an echo benchmark, stock asyncio vs ferroloop.
 
-    python demo/main.py [--loops asyncio,ferroloop,uvloop] [--requests 10000]
-                        [--concurrency 200] [--size 16384] [--rounds 5]
+    python demo/main.py [--loops asyncio,ferroloop,uvloop] [--crawler aiohttp|raw]
+                        [--parts crawl,echo] [--rounds 5] [--requests N] ...
 
-1. Starts ``server.py`` (a local HTTP/1.1 server, 2 worker processes) on a free port.
-2. Runs ``crawler.py`` once per loop per round, each run in a fresh interpreter, the
-   order of the loops rotated from round to round so that no loop always goes first.
-3. Prints, per loop, the median over the rounds: requests, wall time, requests/s, the
-   crawler's CPU time, and the speed relative to stock asyncio.
+Part 1, crawl: starts ``server.py`` (a local aiohttp web server, 2 worker processes) on a
+free port, then runs ``crawler_aiohttp.py`` (one ``aiohttp.ClientSession`` fetching many
+pages at once) once per loop per round. ``--crawler raw`` runs the seed article's first
+step instead, ``crawler_raw.py`` (``loop.sock_connect/sock_sendall/sock_recv``), against
+the server's minimal asyncio.Protocol HTTP app.
 
-Default loops: asyncio and ferroloop, plus uvloop when it is importable. If ferroloop
-was asked for but cannot be imported, the other loops still run and are reported, then
-the demo says so and exits with status 1. Any failed fetch also makes it exit 1.
-The server (and a crawler still running) is stopped on every exit path, Ctrl-C included.
+Part 2, echo: runs ``echo.py`` (a Protocol echo server and its clients, both on the loop
+under test) once per loop per round.
+
+Every run is a fresh interpreter; the order of the loops rotates from round to round so
+that no loop always goes first. Each part prints, per loop, the medians over the rounds
+and the speed relative to stock asyncio.
+
+Default loops: asyncio and ferroloop, plus uvloop when it is importable. A loop that
+cannot be imported, or whose run fails (a failed fetch or echo, an exception such as
+NotImplementedError, a timeout), is reported with the reason and left out of the
+remaining rounds of that part; the other loops still run and are reported, and the demo
+exits with status 1 at the end. The server (and any child still running) is stopped on
+every exit path, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -30,11 +39,18 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "server.py")
-CRAWLER = os.path.join(HERE, "crawler.py")
+COMMON = os.path.join(HERE, "common.py")
+CRAWLERS = {"aiohttp": os.path.join(HERE, "crawler_aiohttp.py"),
+            "raw": os.path.join(HERE, "crawler_raw.py")}
+ECHO = os.path.join(HERE, "echo.py")
 KNOWN_LOOPS = ("asyncio", "ferroloop", "uvloop", "rloop")
+KNOWN_PARTS = ("crawl", "echo")
 # The module a loop's class must come from, to be sure each run used the loop it names.
 LOOP_MODULE = {"asyncio": "asyncio.", "ferroloop": "ferroloop", "uvloop": "uvloop",
                "rloop": "rloop"}
+# Defaults that depend on the crawler: (requests, concurrency, warmup).
+CRAWL_DEFAULTS = {"aiohttp": (10000, 100, 200), "raw": (10000, 200, 200)}
+TRACEBACK_FRAMES = 6  # innermost frames of a failed child's traceback shown
 
 
 class DemoError(Exception):
@@ -44,16 +60,17 @@ class DemoError(Exception):
 class Server:
     """The HTTP server child process: started on a free port, always stopped."""
 
-    def __init__(self, size: int, workers: int) -> None:
+    def __init__(self, app: str, size: int, workers: int) -> None:
+        self.app = app
         self.size = size
         self.workers = workers
         self.proc: subprocess.Popen | None = None
         self.port = 0
-        self.banner = ""
+        self.fields: dict[str, str] = {}
 
     def start(self, timeout: float = 15.0) -> None:
-        cmd = [sys.executable, SERVER, "--port", "0", "--size", str(self.size),
-               "--workers", str(self.workers), "--lifeline-stdin"]
+        cmd = [sys.executable, SERVER, "--port", "0", "--app", self.app,
+               "--size", str(self.size), "--workers", str(self.workers), "--lifeline-stdin"]
         # Own session: Ctrl-C reaches only this process, which then stops the server
         # in order. The stdin pipe is the server's lifeline: if this process dies
         # without cleaning up (even SIGKILL), the server sees EOF and exits.
@@ -65,12 +82,24 @@ class Server:
         while not sel.select(max(0.0, deadline - time.monotonic())):
             if time.monotonic() >= deadline:
                 raise DemoError(f"the server did not report its port within {timeout:.0f} s")
+        sel.close()
         line = self.proc.stdout.readline().decode(errors="replace").strip()
         if not line.startswith("READY "):
             raise DemoError(f"the server failed to start (exit status {self.proc.poll()}); "
                             f"it said: {line!r}")
-        self.port = int(line.split()[1])
-        self.banner = line.split(None, 2)[2] if line.count(" ") >= 2 else ""
+        words = line.split()
+        self.port = int(words[1])
+        self.fields = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+
+    @property
+    def pids(self) -> str:
+        return self.fields.get("pids", "")
+
+    def describe(self) -> str:
+        app = "aiohttp.web app" if self.app == "aiohttp" else "minimal asyncio.Protocol HTTP app"
+        how = ", SO_REUSEPORT" if self.workers > 1 else ""
+        return (f"{app} on 127.0.0.1:{self.port}, {self.workers} worker process(es){how}, "
+                f"{self.fields.get('loop', '?')}, page {self.size} bytes")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -95,7 +124,7 @@ class Server:
 
 
 class Children:
-    """The crawler currently running, so that it can be killed on Ctrl-C or failure."""
+    """The child currently running, so that it can be killed on Ctrl-C or failure."""
 
     current: subprocess.Popen | None = None
 
@@ -109,7 +138,7 @@ class Children:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            err = (err or b"") + f"\n(killed after {timeout:.0f} s)".encode()
+            err = (err or b"") + f"\n(killed after {timeout:g} s)".encode()
             return -9, out.decode(errors="replace"), err.decode(errors="replace")
         finally:
             if proc.poll() is None:
@@ -118,32 +147,66 @@ class Children:
             cls.current = None
         return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
+    @classmethod
+    def kill_current(cls) -> None:
+        proc = cls.current
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
 
 def probe(loop: str) -> tuple[str | None, str]:
     """Check in a fresh interpreter that ``loop`` imports and runs; (loop class, error)."""
-    rc, out, err = Children.run([sys.executable, CRAWLER, "--loop", loop, "--probe"], 30)
+    rc, out, err = Children.run([sys.executable, COMMON, "probe", loop], 30)
     if rc == 0:
         return out.strip(), ""
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     reason = lines[-1] if lines else f"exit status {rc}"
-    return None, reason.removeprefix(f"crawler: cannot import {loop}: ")
+    return None, reason.removeprefix(f"cannot import {loop}: ")
 
 
-def crawl(loop: str, args: argparse.Namespace, port: int) -> dict:
-    cmd = [sys.executable, CRAWLER, "--loop", loop, "--port", str(port), "--json",
-           "--requests", str(args.requests), "--concurrency", str(args.concurrency),
-           "--size", str(args.size), "--warmup", str(args.warmup)]
-    rc, out, err = Children.run(cmd, args.timeout)
+def run_child(cmd: list[str], loop: str, timeout: float) -> dict:
+    """Run one benchmark child; its JSON result, or {"error": line, "detail": stderr}."""
+    rc, out, err = Children.run(cmd, timeout)
     result = None
     for line in out.splitlines():
         if line.startswith("{"):
-            result = json.loads(line)
-    if rc != 0 or result is None or result.get("failed"):
-        status = (f"killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in
-                  signal.valid_signals() else f"exit status {rc}")
-        detail = err.strip() or out.strip()
-        return {"error": status + ("\n" + detail if detail else "")}
-    return result
+            try:
+                result = json.loads(line)
+            except ValueError:
+                pass
+    if rc == 0 and result is not None and not result.get("failed"):
+        cls = result.get("loop_class", "")
+        if not cls.startswith(LOOP_MODULE[loop]):
+            return {"error": f"ran on {cls}, not on {loop}'s own loop", "detail": ""}
+        return result
+    if result is not None and result.get("errors"):
+        what = ""
+        if result.get("attempted"):
+            what = (f"{result['failed']} of {result['attempted']} fetches failed in the "
+                    f"{result.get('stage', 'run')}: ")
+        error = what + "; ".join(result["errors"])
+    elif rc < 0 and -rc in signal.valid_signals():
+        error = f"killed by {signal.Signals(-rc).name}"
+    else:
+        error = f"exit status {rc}"
+    if rc == -9 and "\n(killed after" in err:
+        err, _, note = err.rpartition("\n(")
+        error = f"timed out ({note.strip().rstrip(')')})"
+    return {"error": error, "detail": err.strip()}
+
+
+def crawl_cmd(args: argparse.Namespace, loop: str, server: Server) -> list[str]:
+    return [sys.executable, CRAWLERS[args.crawler], "--loop", loop, "--port", str(server.port),
+            "--json", "--requests", str(args.requests), "--concurrency", str(args.concurrency),
+            "--size", str(args.size), "--warmup", str(args.warmup),
+            "--server-pids", server.pids]
+
+
+def echo_cmd(args: argparse.Namespace, loop: str) -> list[str]:
+    return [sys.executable, ECHO, "--loop", loop, "--json",
+            "--connections", str(args.echo_connections), "--size", str(args.echo_size),
+            "--duration", str(args.echo_duration)]
 
 
 def default_loops() -> list[str]:
@@ -153,25 +216,45 @@ def default_loops() -> list[str]:
     return loops
 
 
+def _list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Concurrent crawler demo: stock asyncio vs ferroloop, side by side.")
-    p.add_argument("--loops", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-                   default=None,
+        description="The seeds' aiohttp crawler and an echo benchmark: stock asyncio vs "
+                    "ferroloop (and uvloop), side by side.")
+    p.add_argument("--loops", type=_list, default=None,
                    help="comma-separated loops to compare, among "
                         f"{','.join(KNOWN_LOOPS)} (default: asyncio,ferroloop, "
                         "plus uvloop when importable); asyncio is always included")
-    p.add_argument("--requests", type=int, default=10000,
-                   help="timed fetches per run (10000)")
-    p.add_argument("--concurrency", type=int, default=200, help="fetches in flight (200)")
-    p.add_argument("--size", type=int, default=16 * 1024, help="page size in bytes (16384)")
-    p.add_argument("--rounds", type=int, default=5, help="runs per loop; medians shown (5)")
-    p.add_argument("--warmup", type=int, default=200,
-                   help="untimed fetches at the start of each run (200)")
-    p.add_argument("--workers", type=int, default=2, help="server worker processes (2)")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds before a crawler run is killed and counted as failed (30)")
+    p.add_argument("--parts", type=_list, default=list(KNOWN_PARTS),
+                   help="what to run: crawl, echo or both (default crawl,echo)")
+    p.add_argument("--rounds", type=int, default=5, help="runs per loop and part; "
+                   "medians shown (5)")
+    p.add_argument("--timeout", type=float, default=20.0,
+                   help="seconds before a run is killed and counted as failed (20)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show a failed run's whole stderr, not just its last lines")
+    g = p.add_argument_group("crawl")
+    g.add_argument("--crawler", choices=tuple(CRAWLERS), default="aiohttp",
+                   help="aiohttp: aiohttp.ClientSession against an aiohttp web server "
+                        "(default); raw: the seed's loop.sock_connect/sock_sendall/sock_recv "
+                        "crawler, Connection: close, against a minimal Protocol server")
+    g.add_argument("--requests", type=int, help="timed fetches per run "
+                   "(10000)")
+    g.add_argument("--concurrency", type=int, help="fetches in flight (aiohttp 100, raw 200)")
+    g.add_argument("--warmup", type=int, help="untimed fetches at the start of each run (200)")
+    g.add_argument("--size", type=int, default=16 * 1024, help="page size in bytes (16384)")
+    g.add_argument("--workers", type=int, default=2, help="server worker processes (2)")
+    g = p.add_argument_group("echo")
+    g.add_argument("--echo-connections", type=int, default=10,
+                   help="client connections (10)")
+    g.add_argument("--echo-size", type=int, default=1024, help="message size in bytes (1024)")
+    g.add_argument("--echo-duration", type=float, default=1.0,
+                   help="timed seconds per run (1.0)")
     args = p.parse_args(argv)
+
     loops = args.loops if args.loops is not None else default_loops()
     unknown = [x for x in loops if x not in KNOWN_LOOPS]
     if unknown:
@@ -179,8 +262,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # asyncio is the baseline every ratio is relative to: always first, never twice.
     args.loops = ["asyncio"] + [x for i, x in enumerate(loops)
                                 if x != "asyncio" and x not in loops[:i]]
-    if min(args.requests, args.concurrency, args.rounds, args.workers) < 1 or args.warmup < 0:
-        p.error("--requests, --concurrency, --rounds and --workers must be >= 1")
+    bad_parts = [x for x in args.parts if x not in KNOWN_PARTS]
+    if bad_parts or not args.parts:
+        p.error(f"--parts takes some of {','.join(KNOWN_PARTS)}")
+    args.parts = [x for x in KNOWN_PARTS if x in args.parts]
+    requests, concurrency, warmup = CRAWL_DEFAULTS[args.crawler]
+    args.requests = requests if args.requests is None else args.requests
+    args.concurrency = concurrency if args.concurrency is None else args.concurrency
+    args.warmup = warmup if args.warmup is None else args.warmup
+    if min(args.requests, args.concurrency, args.rounds, args.workers,
+           args.echo_connections, args.echo_size) < 1 or args.warmup < 0 \
+            or args.echo_duration <= 0 or args.size < 0:
+        p.error("--requests, --concurrency, --rounds, --workers, --echo-connections and "
+                "--echo-size must be >= 1; --warmup, --size >= 0; --echo-duration > 0")
     return args
 
 
@@ -188,32 +282,186 @@ def fmt_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def report(args: argparse.Namespace, runs: dict[str, list[dict]], failed: dict[str, str],
-           unavailable: dict[str, str]) -> None:
+def compact_traceback(stderr: str, frames: int = TRACEBACK_FRAMES) -> list[str]:
+    """The last traceback in ``stderr``: its innermost ``frames`` frames and the exception line.
+
+    Only the ``File ..., line N, in f`` lines are kept (not the source lines), with the
+    paths shortened. Without a traceback: the last lines of ``stderr``.
+    """
+    lines = stderr.splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call")]
+    if not starts:
+        tail = [ln for ln in lines if ln.strip()]
+        return tail[-frames * 2:]
+    block = lines[starts[-1] + 1:]
+    file_lines = [i for i, ln in enumerate(block) if ln.startswith('  File "')]
+    kept = []
+    for i in file_lines[-frames:]:
+        path, _, rest = block[i][len('  File "'):].partition('", ')
+        kept.append(f"{short_path(path)}, {rest}")
+    if len(file_lines) > frames:
+        kept.insert(0, f"... ({len(file_lines) - frames} outer frame(s))")
+    # The exception line: the first unindented line after the last frame's source lines.
+    after = block[file_lines[-1] + 1:] if file_lines else block
+    exc_line = next((ln for ln in after if ln.strip() and not ln.startswith(" ")), None)
+    return kept + ([exc_line] if exc_line else [])
+
+
+def short_path(path: str) -> str:
+    """``.../site-packages/aiohttp/connector.py`` -> ``aiohttp/connector.py``."""
+    for marker in ("/site-packages/", f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/",
+                   HERE + "/", os.path.dirname(HERE) + "/"):
+        if marker in path:
+            return path.rsplit(marker, 1)[1] if marker != HERE + "/" else "demo/" + \
+                path.rsplit(marker, 1)[1]
+    return path
+
+
+def short_error(error: str) -> str:
+    """The table's version of a failure: the error without its location details."""
+    short = error.split(" (", 1)[0]
+    return short if len(short) <= 110 else short[:107] + "..."
+
+
+def show_failure(part: str, loop: str, rnd: int, result: dict, verbose: bool) -> None:
+    print(f"\n{loop} FAILED ({part}, round {rnd}): {result['error']}", file=sys.stderr)
+    detail = result.get("detail", "")
+    if verbose:
+        shown = [ln for ln in detail.splitlines() if ln.strip()]
+    else:
+        shown = compact_traceback(detail)
+        if "Traceback (most recent call" in detail:
+            shown.insert(0, "traceback (innermost frames; --verbose shows the child's "
+                            "whole stderr):")
+    for ln in shown:
+        print(f"  | {ln}", file=sys.stderr)
+    print(file=sys.stderr, flush=True)
+
+
+def run_rounds(part: str, args: argparse.Namespace, loops: list[str], cmd_for) -> tuple[
+        dict[str, list[dict]], dict[str, str]]:
+    """Run ``part`` once per loop per round (loop order rotated); (runs, failures)."""
+    runs: dict[str, list[dict]] = {x: [] for x in loops}
+    failed: dict[str, str] = {}
+    for rnd in range(1, args.rounds + 1):
+        shift = (rnd - 1) % len(loops)
+        cells = []
+        for loop in loops[shift:] + loops[:shift]:
+            if loop in failed:
+                continue
+            result = run_child(cmd_for(loop), loop, args.timeout)
+            if "error" in result:
+                failed[loop] = result["error"]
+                show_failure(part, loop, rnd, result, args.verbose)
+                cells.append(f"{loop} FAILED")
+                continue
+            runs[loop].append(result)
+            cells.append(f"{loop} {result['wall']:.3f} s" if part == "crawl" else
+                         f"{loop} {result['messages'] / result['wall']:.0f}/s")
+        print(f"round {rnd}/{args.rounds}: " + ", ".join(cells), flush=True)
+    return runs, failed
+
+
+def table(args: argparse.Namespace, runs: dict[str, list[dict]], failed: dict[str, str],
+          unavailable: dict[str, str], columns: list[tuple[str, int, str]], row) -> None:
+    """One line per loop. ``row(runs)`` gives (cells, work per second, work per CPU second);
+    the last two columns are those rates relative to asyncio's."""
     print()
-    print(f"{'loop':<11}{'requests':>9}{'wall (s)':>10}{'requests/s':>12}{'CPU (s)':>9}"
-          f"{'vs asyncio':>12}")
-    base_rps = None
+    print("".join(f"{title:<{w}}" if i == 0 else f"{title:>{w}}"
+                  for i, (title, w, _) in enumerate(columns))
+          + f"{'vs asyncio':>12}{'CPU vs asyncio':>16}")
+    base = base_cpu = None
     for loop in args.loops:
         if loop in unavailable:
-            print(f"{loop:<11}{'  not measured: cannot be imported (see below)'}")
+            print(f"{loop:<{columns[0][1]}}  not measured: cannot be imported (see the end)")
             continue
         if loop in failed:
-            print(f"{loop:<11}{'  FAILED (see above)'}")
+            print(f"{loop:<{columns[0][1]}}  FAILED: {short_error(failed[loop])}")
             continue
-        wall = statistics.median(r["wall"] for r in runs[loop])
-        cpu = statistics.median(r["cpu"] for r in runs[loop])
-        rps = args.requests / wall
+        cells, rate, cpu_rate = row(runs[loop])
         if loop == "asyncio":
-            base_rps = rps
-        ratio = rps / base_rps if base_rps else None
-        print(f"{loop:<11}{args.requests:>9}{wall:>10.3f}{rps:>12.0f}{cpu:>9.3f}"
-              f"{fmt_ratio(ratio):>12}")
-    print(f"(median of {args.rounds} run(s) each; 'vs asyncio' = requests/s relative to "
-          f"stock asyncio, higher is faster)")
+            base, base_cpu = rate, cpu_rate
+        ratio = rate / base if base else None
+        cpu_ratio = cpu_rate / base_cpu if base_cpu and cpu_rate else None
+        print(f"{loop:<{columns[0][1]}}" +
+              "".join(f"{cell:>{w}{fmt}}" for cell, (_, w, fmt) in zip(cells, columns[1:]))
+              + f"{fmt_ratio(ratio):>12}{fmt_ratio(cpu_ratio):>16}")
 
 
-def run_demo(args: argparse.Namespace, server: Server) -> int:
+def ratio_note(args: argparse.Namespace, work: str, process: str) -> str:
+    return (f"(median of {args.rounds} run(s) each. Ratios to stock asyncio, higher is better: "
+            f"'vs asyncio' = {work}/s;\n 'CPU vs asyncio' = {work} per CPU-second of "
+            f"{process}: other load on the machine disturbs it less than wall time)")
+
+
+def crawl_part(args: argparse.Namespace, loops: list[str],
+               unavailable: dict[str, str]) -> dict[str, str]:
+    app = "aiohttp" if args.crawler == "aiohttp" else "protocol"
+    server = Server(app, args.size, args.workers)
+    try:
+        server.start()
+        if args.crawler == "aiohttp":
+            how = ("aiohttp.ClientSession: async with session.get(url) as resp: await "
+                   "resp.text(); keep-alive pool")
+        else:
+            how = ("loop.sock_connect/sock_sendall/sock_recv, Connection: close, "
+                   "a new socket per fetch")
+        print(f"\n== crawl: {args.requests} x GET / in {args.concurrency} concurrent fetches, "
+              f"each checked (status 200, body == the {args.size}-byte page)")
+        print(f"   client: {how}")
+        print(f"   server: {server.describe()}", flush=True)
+        runs, failed = run_rounds("crawl", args, loops, lambda loop: crawl_cmd(args, loop,
+                                                                               server))
+    finally:
+        server.stop()
+
+    def row(rs: list[dict]) -> tuple[list, float, float]:
+        wall = statistics.median(r["wall"] for r in rs)
+        cpu = statistics.median(r["cpu"] for r in rs)
+        srv = [r["server_cpu"] for r in rs if "server_cpu" in r]
+        srv_cell = f"{statistics.median(srv):.3f}" if srv else "-"
+        return ([args.requests, wall, args.requests / wall, cpu, srv_cell],
+                args.requests / wall, args.requests / cpu if cpu > 0 else 0.0)
+
+    table(args, runs, failed, unavailable,
+          [("loop", 11, ""), ("requests", 9, ""), ("wall (s)", 10, ".3f"),
+           ("requests/s", 12, ".0f"), ("CPU (s)", 9, ".3f"), ("server CPU (s)", 16, "")], row)
+    print(f"(CPU = the crawler process; server CPU = the {args.workers} server worker(s) "
+          f"together; both over the timed fetches)")
+    print(ratio_note(args, "requests", "the crawler"))
+    busiest = max((r["server_cpu"] / (r["wall"] * args.workers)
+                   for rs in runs.values() for r in rs if "server_cpu" in r), default=None)
+    if busiest is not None and busiest > 0.8:
+        print(f"warning: the server was busy {busiest:.0%} of the time in one run; the "
+              f"numbers may be limited by the server (try --workers or a smaller --size)")
+    return failed
+
+
+def echo_part(args: argparse.Namespace, loops: list[str],
+              unavailable: dict[str, str]) -> dict[str, str]:
+    print(f"\n== echo: Protocol echo server + {args.echo_connections} client connections, "
+          f"all on the loop under test (loop.create_server/create_connection), "
+          f"{args.echo_size}-byte messages, ping-pong, each echo checked; "
+          f"{args.echo_duration:g} s per run", flush=True)
+    runs, failed = run_rounds("echo", args, loops, lambda loop: echo_cmd(args, loop))
+
+    def row(rs: list[dict]) -> tuple[list, float, float]:
+        rate = statistics.median(r["messages"] / r["wall"] for r in rs)
+        cpu = statistics.median(r["cpu"] for r in rs)
+        messages = int(statistics.median(r["messages"] for r in rs))
+        cpu_rate = statistics.median(r["messages"] / r["cpu"] for r in rs if r["cpu"] > 0)
+        return [messages, rate, cpu], rate, cpu_rate
+
+    table(args, runs, failed, unavailable,
+          [("loop", 11, ""), ("messages", 10, ""), ("messages/s", 12, ".0f"),
+           ("CPU (s)", 9, ".3f")], row)
+    print("(server and clients share one process and one loop; CPU = that process over the "
+          "timed window)")
+    print(ratio_note(args, "messages", "that process"))
+    return failed
+
+
+def run_demo(args: argparse.Namespace) -> int:
     unavailable: dict[str, str] = {}
     classes: dict[str, str] = {}
     for loop in args.loops:
@@ -224,52 +472,35 @@ def run_demo(args: argparse.Namespace, server: Server) -> int:
         else:
             classes[loop] = cls
             if not cls.startswith(LOOP_MODULE[loop]):
-                print(f"warning: --loop {loop} ran on {cls}, not on {loop}'s own loop",
-                      flush=True)
+                print(f"warning: {loop}'s new_event_loop() made a {cls}", flush=True)
     if "asyncio" in unavailable:
         raise DemoError(f"stock asyncio does not work here: {unavailable['asyncio']}")
-
-    server.start()
-    print(f"server: 127.0.0.1:{server.port} ({server.banner})")
-    print(f"crawl: {args.requests} x GET / (Connection: close), {args.concurrency} in flight, "
-          f"loop.sock_connect/sock_sendall/sock_recv; {args.rounds} round(s), "
-          f"fresh process per run", flush=True)
-
     usable = [x for x in args.loops if x not in unavailable]
-    runs: dict[str, list[dict]] = {x: [] for x in usable}
-    failed: dict[str, str] = {}
-    for rnd in range(args.rounds):
-        shift = rnd % len(usable)
-        order = usable[shift:] + usable[:shift]
-        cells = []
-        for loop in order:
-            if loop in failed:
-                continue
-            result = crawl(loop, args, server.port)
-            if "error" in result:
-                failed[loop] = result["error"]
-                print(f"\n{loop} FAILED in round {rnd + 1}: {result['error']}", file=sys.stderr,
-                      flush=True)
-                cells.append(f"{loop} FAILED")
-                continue
-            runs[loop].append(result)
-            cells.append(f"{loop} {result['wall']:.3f} s")
-        print(f"round {rnd + 1}/{args.rounds}: " + ", ".join(cells), flush=True)
+    print(f"ferroloop demo: {' and '.join(args.parts)} on {', '.join(usable)}; "
+          f"{args.rounds} round(s), a fresh process per run, loop order rotated per round")
+    print("loops: " + ", ".join(f"{x}={classes[x]}" for x in usable), flush=True)
 
-    report(args, runs, failed, unavailable)
-    print("loops: " + ", ".join(f"{x}={classes[x]}" for x in usable))
+    failures: dict[str, dict[str, str]] = {}
+    if "crawl" in args.parts:
+        failures["crawl"] = crawl_part(args, usable, unavailable)
+    if "echo" in args.parts:
+        failures["echo"] = echo_part(args, usable, unavailable)
     sys.stdout.flush()
+
     status = 0
-    if failed:
-        print(f"\nFAILED: the crawler failed under {', '.join(failed)} (details above).",
-              file=sys.stderr)
+    failed_loops = sorted({loop for f in failures.values() for loop in f},
+                          key=args.loops.index)
+    if failed_loops:
+        print(file=sys.stderr)
+        for loop in failed_loops:
+            for part, f in failures.items():
+                if loop in f:
+                    print(f"FAILED: {loop}, {part}: {f[loop]}", file=sys.stderr)
         status = 1
-    if unavailable:
-        for loop, err in unavailable.items():
-            hint = " Build and install it first (e.g. `maturin develop --release`)." \
-                if loop == "ferroloop" else ""
-            print(f"\nERROR: {loop} could not be imported, so it was not measured: {err}.{hint}",
-                  file=sys.stderr)
+    for loop, err in unavailable.items():
+        hint = " Build and install it first (`make build`)." if loop == "ferroloop" else ""
+        print(f"\nERROR: {loop} could not be imported, so it was not measured: {err}.{hint}",
+              file=sys.stderr)
         status = 1
     return status
 
@@ -281,24 +512,19 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # keep stdout/stderr in order when piped
-    # SIGTERM is handled like Ctrl-C: unwind through the finally blocks below.
+    # SIGTERM is handled like Ctrl-C: unwind through the finally blocks.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    server = Server(args.size, args.workers)
     try:
-        return run_demo(args, server)
+        return run_demo(args)
     except DemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ndemo: interrupted; stopping the server", file=sys.stderr)
+        print("\ndemo: interrupted; stopping", file=sys.stderr)
         return 130
     finally:
-        proc = Children.current
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        server.stop()
+        Children.kill_current()  # crawl_part's finally has already stopped the server
 
 
 if __name__ == "__main__":

@@ -1,20 +1,29 @@
-"""A small, fast HTTP/1.1 server for the crawler demo.
+"""The local HTTP/1.1 server for the demo's crawlers.
 
-    python demo/server.py [--port 0] [--size 16384] [--workers 2] [--lifeline-stdin]
+    python demo/server.py [--app aiohttp|protocol] [--port 0] [--size 16384] [--workers 2]
+                          [--lifeline-stdin]
 
-It serves one deterministic HTML page (see ``page.py``) at ``/`` and ``/index.html``,
-honours ``Connection: close`` and keep-alive (HTTP/1.1 default; HTTP/1.0 with
-``Connection: keep-alive``), and answers HEAD, 404, 405 and 400 as expected.
+It serves one deterministic HTML page (see ``page.py``) at ``/`` and ``/index.html``
+(GET and HEAD), with keep-alive and ``Connection: close`` handled as HTTP/1.1 says.
+``--app`` picks what answers the requests:
+
+* ``aiohttp`` (default): an ``aiohttp.web`` application, run with ``web.AppRunner`` and
+  ``web.SockSite``, access log off. The aiohttp crawler (``crawler_aiohttp.py``) uses it.
+* ``protocol``: a minimal ``asyncio.Protocol`` HTTP server: one callback per request, the
+  complete response (headers plus page) pre-built as a single ``bytes`` object and written
+  with one call; 404, 405, 400 and 431 where they apply. The raw-socket crawler
+  (``crawler_raw.py``) uses it.
 
 Design, so that the server is never the bottleneck of the benchmark:
 
 * A master process binds the port (port 0 = any free port), then forks ``--workers``
   worker processes. Each worker listens on its own ``SO_REUSEPORT`` socket on that
   port, so the kernel spreads incoming connections across workers (no thundering herd).
-* Each worker runs an ``asyncio.Protocol`` server on uvloop when it is importable
-  (else on the stock loop): one callback per request, the complete response (headers
-  plus page) pre-built as a single ``bytes`` object and written with one call.
-* When every worker is listening, the master prints ``READY <port>`` on stdout.
+* Each worker runs on uvloop when it is importable (else on the stock loop).
+* When every worker is listening, the master prints
+  ``READY <port> app=... workers=N loop=... size=... pids=<worker pids>`` on stdout. The
+  crawlers read the workers' CPU time from ``/proc/<pid>/stat`` to show how busy the
+  server was.
 
 Shutdown: SIGTERM or SIGINT to the master stops everything; with ``--lifeline-stdin``
 the master also stops when its stdin reaches EOF, i.e. when the parent that started it
@@ -187,22 +196,51 @@ def _listening_socket(host: str, port: int, reuse_port: bool, backlog: int) -> s
     return sock
 
 
-def run_worker(sock: socket.socket, page: bytes, loop_kind: str,
+def _aiohttp_app(page: bytes):
+    """The aiohttp web application: the page at ``/`` and ``/index.html`` (GET and HEAD)."""
+    from aiohttp import web
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/", index)  # add_get also answers HEAD
+    app.router.add_get("/index.html", index)
+    return app
+
+
+def run_worker(sock: socket.socket, page: bytes, app_kind: str, loop_kind: str,
                lifeline_fd: int, ready_fd: int) -> None:
     """Serve on ``sock`` until SIGTERM or until the master's lifeline pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the master's business
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     loop, _ = _new_loop(loop_kind)
     asyncio.set_event_loop(loop)
-    responses = Responses(page)
+    if app_kind == "aiohttp":
+        from aiohttp import web
 
-    def refresh_date() -> None:
-        responses.refresh()
+        # No access log, and a short grace period for open requests when stopping.
+        runner = web.AppRunner(_aiohttp_app(page), access_log=None, shutdown_timeout=1.0)
+        loop.run_until_complete(runner.setup())
+        site = web.SockSite(runner, sock, backlog=4096)
+        loop.run_until_complete(site.start())
+
+        def shutdown() -> None:
+            loop.run_until_complete(asyncio.wait_for(runner.cleanup(), 3.0))
+    else:
+        responses = Responses(page)
+
+        def refresh_date() -> None:
+            responses.refresh()
+            loop.call_at(loop.time() + 1.0, refresh_date)
+
         loop.call_at(loop.time() + 1.0, refresh_date)
+        server = loop.run_until_complete(
+            loop.create_server(lambda: HttpProtocol(responses), sock=sock, backlog=4096))
 
-    loop.call_at(loop.time() + 1.0, refresh_date)
-    server = loop.run_until_complete(
-        loop.create_server(lambda: HttpProtocol(responses), sock=sock, backlog=4096))
+        def shutdown() -> None:
+            server.close()
+
     loop.add_signal_handler(signal.SIGTERM, loop.stop)
     loop.add_reader(lifeline_fd, loop.stop)  # readable = EOF: the master is gone
     os.write(ready_fd, b"1")
@@ -210,8 +248,10 @@ def run_worker(sock: socket.socket, page: bytes, loop_kind: str,
     try:
         loop.run_forever()
     finally:
-        server.close()
-        loop.close()
+        try:
+            shutdown()
+        finally:
+            loop.close()
 
 
 class Master:
@@ -247,7 +287,7 @@ class Master:
                         master_sock.close()
                     else:
                         sock = master_sock
-                    run_worker(sock, page, args.loop, lifeline_r, ready_w)
+                    run_worker(sock, page, args.app, args.loop, lifeline_r, ready_w)
                 except BaseException as exc:  # noqa: BLE001 - report, then leave
                     print(f"server worker {os.getpid()} failed: {exc!r}", file=sys.stderr)
                     code = 1
@@ -325,11 +365,14 @@ class Master:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="HTTP/1.1 server for the ferroloop crawler demo")
+    p = argparse.ArgumentParser(description="HTTP/1.1 server for the ferroloop demo's crawlers")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = pick a free port (default)")
     p.add_argument("--size", type=int, default=16 * 1024, help="page size in bytes (16384)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    p.add_argument("--app", choices=("aiohttp", "protocol"), default="aiohttp",
+                   help="aiohttp: an aiohttp.web application (default); protocol: a "
+                        "minimal HTTP/1.1 asyncio.Protocol server")
     p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
                    help="event loop of the workers: uvloop when importable (auto)")
     p.add_argument("--lifeline-stdin", action="store_true",
@@ -355,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
                 kind = "uvloop"
             except ImportError:
                 kind = "asyncio"
-        print(f"READY {port} workers={args.workers} loop={kind} size={args.size}", flush=True)
+        pids = ",".join(map(str, master.pids))
+        print(f"READY {port} app={args.app} workers={args.workers} loop={kind} "
+              f"size={args.size} pids={pids}", flush=True)
         return master.wait()
     finally:
         master.stop()

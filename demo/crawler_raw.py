@@ -1,7 +1,7 @@
 """The seed article's asyncio crawler, written with the loop's low-level socket methods.
 
-    python demo/crawler.py --port PORT [--loop asyncio|ferroloop|uvloop|rloop]
-                           [--requests 2000] [--concurrency 200] [--size 16384] [--json]
+    python demo/crawler_raw.py --port PORT [--loop asyncio|ferroloop|uvloop|rloop]
+                               [--requests 2000] [--concurrency 200] [--size 16384] [--json]
 
 Each fetch does what the article's socket crawler does, but asynchronously:
 
@@ -29,23 +29,12 @@ import os
 import socket
 import sys
 import time
-from typing import Callable
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (LOOPS, describe_exception, fail_line, loop_description,  # noqa: E402
+                    loop_factory, parse_pids, process_cpu, summarize_errors)
 from page import make_page  # noqa: E402
-
-
-LOOPS = ("asyncio", "ferroloop", "uvloop", "rloop")
-
-
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """Return ``new_event_loop`` of the named loop implementation (imports it)."""
-    if name == "asyncio":
-        return asyncio.SelectorEventLoop  # the stock loop on Linux
-    if name in LOOPS:
-        module = __import__(name)
-        return module.new_event_loop
-    raise ValueError(f"unknown loop {name!r}: expected asyncio, ferroloop, uvloop or rloop")
 
 
 class FetchError(Exception):
@@ -97,39 +86,49 @@ async def fetch(loop: asyncio.AbstractEventLoop, family: int, addr: tuple, reque
     check_response(b"".join(chunks), expected_body)
 
 
-async def crawl(host: str, port: int, requests: int, concurrency: int, size: int,
-                warmup: int) -> dict:
+async def crawl(args: argparse.Namespace) -> dict:
     loop = asyncio.get_running_loop()
+    host, port = args.host, args.port
     family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     host_header = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     request = f"GET / HTTP/1.1\r\nHost: {host_header}\r\nConnection: Close\r\n\r\n".encode()
-    expected = make_page(size)
-    sem = asyncio.Semaphore(concurrency)
+    expected = make_page(args.size)
+    sem = asyncio.Semaphore(args.concurrency)
+    server_pids = parse_pids(args.server_pids)
+    first_traceback: list[str] = []
 
-    async def run(n: int) -> tuple[int, list[str]]:
+    async def run(n: int) -> list[BaseException]:
         results = await asyncio.gather(
             *[fetch(loop, family, addr, request, sem, expected) for _ in range(n)],
             return_exceptions=True)
-        errors = [f"{type(r).__name__}: {r}" for r in results if r is not None]
-        return n - len(errors), errors
+        errors = [r for r in results if r is not None]
+        if errors and not first_traceback:
+            first_traceback.append("".join(traceback.format_exception(errors[0])))
+        return errors
 
-    if warmup:
-        _, errors = await run(warmup)
+    def failed(errors: list[BaseException], attempted: int, stage: str) -> dict:
+        sys.stderr.write(first_traceback[0] if first_traceback else "")
+        return {"ok": attempted - len(errors), "failed": len(errors), "attempted": attempted,
+                "stage": stage, "errors": summarize_errors(errors)}
+
+    if args.warmup:
+        errors = await run(args.warmup)
         if errors:
-            return {"ok": 0, "failed": len(errors), "attempted": warmup, "errors": errors[:5],
-                    "warmup_failed": True}
+            return failed(errors, args.warmup, "warm-up")
+    server_cpu0 = process_cpu(server_pids) if server_pids else None
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    ok, errors = await run(requests)
+    errors = await run(args.requests)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
-    return {"ok": ok, "failed": len(errors), "attempted": requests, "errors": errors[:5],
-            "wall": wall, "cpu": cpu}
-
-
-def loop_description(loop: asyncio.AbstractEventLoop) -> str:
-    cls = type(loop)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    server_cpu1 = process_cpu(server_pids) if server_pids else None
+    if errors:
+        return failed(errors, args.requests, "timed run")
+    result = {"ok": args.requests, "failed": 0, "attempted": args.requests,
+              "wall": wall, "cpu": cpu}
+    if server_cpu0 is not None and server_cpu1 is not None:
+        result["server_cpu"] = server_cpu1 - server_cpu0
+    return result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,17 +137,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="event loop to crawl on: asyncio (stock, default), ferroloop, "
                         "uvloop or rloop")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, help="server port (required unless --probe)")
+    p.add_argument("--port", type=int, help="server port (required)")
     p.add_argument("--requests", type=int, default=2000, help="timed fetches (2000)")
     p.add_argument("--concurrency", type=int, default=200, help="fetches in flight (200)")
     p.add_argument("--size", type=int, default=16 * 1024,
                    help="expected page size in bytes (16384)")
     p.add_argument("--warmup", type=int, default=100, help="untimed fetches first (100)")
+    p.add_argument("--server-pids", help="comma-separated server pids whose CPU to measure")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--probe", action="store_true",
-                   help="only check that the loop imports and runs; print its class")
     args = p.parse_args(argv)
-    if not args.probe and args.port is None:
+    if args.port is None:
         p.error("--port is required")
     if args.requests < 1 or args.concurrency < 1 or args.warmup < 0:
         p.error("--requests and --concurrency must be >= 1, --warmup >= 0")
@@ -157,35 +155,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    result: dict = {"loop": args.loop}
     try:
         factory = loop_factory(args.loop)
-    except ImportError as exc:
-        print(f"crawler: cannot import {args.loop}: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return 2
-    with asyncio.Runner(loop_factory=factory) as runner:
-        loop_cls = loop_description(runner.get_loop())
-        if args.probe:
-            runner.run(asyncio.sleep(0))
-            print(loop_cls)
-            return 0
-        result = runner.run(crawl(args.host, args.port, args.requests, args.concurrency,
-                                  args.size, args.warmup))
-    result.update(loop=args.loop, loop_class=loop_cls, requests=args.requests,
-                  concurrency=args.concurrency)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            result["loop_class"] = loop_description(runner.get_loop())
+            result.update(runner.run(crawl(args)))
+    except Exception as exc:  # noqa: BLE001 - the whole run failed: report it
+        fail_line("crawler", exc)
+        result.update(failed=1, fatal=True, errors=[describe_exception(exc)])
+    result.update(requests=args.requests, concurrency=args.concurrency)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result), flush=True)
     elif not result["failed"]:
-        print(f"{args.loop} ({loop_cls}): {result['ok']} fetches of {args.size} bytes, "
-              f"concurrency {args.concurrency}, in {result['wall']:.3f} s = "
-              f"{result['ok'] / result['wall']:.0f} requests/s "
-              f"(CPU {result['cpu']:.3f} s)")
+        print(f"{args.loop} ({result['loop_class']}): {result['ok']} fetches of {args.size} "
+              f"bytes, concurrency {args.concurrency}, in {result['wall']:.3f} s = "
+              f"{result['ok'] / result['wall']:.0f} requests/s (CPU {result['cpu']:.3f} s)")
     if result["failed"]:
-        stage = "warm-up" if result.get("warmup_failed") else "timed run"
-        print(f"crawler[{args.loop}]: {result['failed']} of {result['attempted']} fetches "
-              f"FAILED in the {stage}; first errors:", file=sys.stderr)
-        for err in result["errors"]:
-            print(f"  {err}", file=sys.stderr)
+        if not result.get("fatal"):
+            print(f"crawler[{args.loop}]: {result['failed']} of {result['attempted']} fetches "
+                  f"FAILED in the {result['stage']}; errors:", file=sys.stderr)
+            for err in result["errors"]:
+                print(f"  {err}", file=sys.stderr)
         return 1
     return 0
 
