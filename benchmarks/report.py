@@ -48,10 +48,13 @@ def _cell(entry, formatter, key):
         return "-"
     if entry.get("error"):
         return "FAIL"
+    if entry.get("skip"):
+        return "skip"
     return formatter(entry.get(key))
 
 
-def _table(header, rows):
+def table(header, rows):
+    """Plain-text table: first column left-aligned, the others right-aligned."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     lines = []
     for k, row in enumerate([header] + rows):
@@ -63,12 +66,17 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def render(results, workloads, loop_names, rounds, repeat=1):
-    """results[workload][loop] = {"samples", "median", "spread", "error"}."""
+def render(results, workloads, loop_names, rounds, repeat=1, unit="ops/s",
+           label="workload"):
+    """results[workload][loop] = {"samples", "median", "spread", "error"}.
+
+    An entry may also carry "skip" (the loop lacks a feature the workload
+    needs): shown as "skip", no ratio.
+    """
     baselines = [b for b in BASELINES if b in loop_names and b != SUBJECT]
     show_ratios = SUBJECT in loop_names and bool(baselines)
 
-    header = ["workload"] + list(loop_names)
+    header = [label] + list(loop_names)
     if show_ratios:
         header += [f"vs {b}" for b in baselines]
     rows = []
@@ -81,23 +89,27 @@ def render(results, workloads, loop_names, rounds, repeat=1):
     plural = "s" if rounds != 1 else ""
     best_of = f", each the best of {repeat} in-process runs" if repeat > 1 else ""
     out = [
-        f"Median ops/s over {rounds} interleaved fresh-process round{plural}"
+        f"Median {unit} over {rounds} interleaved fresh-process round{plural}"
         f"{best_of} (higher is better)",
     ]
     if show_ratios:
         out.append(f"'vs X' = {SUBJECT} median / X median (>1.00x: {SUBJECT} is faster)")
-    out += ["", _table(header, rows)]
+    out += ["", table(header, rows)]
 
     if rounds > 1:
         spread_rows = [[w] + [_cell(results[w].get(l), fmt_pct, "spread")
                               for l in loop_names] for w in workloads]
         out += ["", "Run-to-run spread, (max - min) / median:", "",
-                _table(["workload"] + list(loop_names), spread_rows)]
+                table([label] + list(loop_names), spread_rows)]
     failed = any((e or {}).get("error") for w in workloads for e in results[w].values())
+    skipped = any((e or {}).get("skip") for w in workloads for e in results[w].values())
     missing = any(results[w].get(l) is None for w in workloads for l in loop_names)
     if failed:
         out += ["", "FAIL = failed its own result check, crashed or timed out "
                     "(details in the log above)."]
+    if skipped:
+        out += ["", "skip = the loop does not implement what this workload needs yet "
+                    "(see the notes below)."]
     if missing:
         out += ["", "'-' = loop not available (see the note below)."]
     return "\n".join(out)
