@@ -16,23 +16,31 @@ from ._executor import ExecutorMixin
 from ._lifecycle import LifecycleMixin
 from ._planned import PlannedMixin
 from ._running import RunningMixin
+from ._sendfile import SendfileMixin
+from ._servers import ServersMixin
 from ._signals import SignalsMixin
 from ._sock_ops import SockOpsMixin
 from ._tasks import TasksMixin
+from ._tcp import TcpMixin
+from ._transports import TransportsMixin
+from ._unix import UnixSocketsMixin
 
 
 # The ignore below: the native Handle/TimerHandle have asyncio's Handle API
 # but are not subclasses of asyncio.Handle, which typeshed's signatures name.
 class Loop(RunningMixin, LifecycleMixin, TasksMixin,  # type: ignore[misc]
            ExceptionHandlingMixin, AsyncGensMixin, ExecutorMixin, DnsMixin,
-           SockOpsMixin, SignalsMixin, LoopCore, PlannedMixin,
-           asyncio.AbstractEventLoop):
+           SockOpsMixin, TcpMixin, UnixSocketsMixin, ServersMixin,
+           SendfileMixin, SignalsMixin, TransportsMixin, LoopCore,
+           PlannedMixin, asyncio.AbstractEventLoop):
     """asyncio event loop running on ferroloop's native core.
 
-    Mixins come before LoopCore so their methods (close, set_debug) wrap the
-    native ones; PlannedMixin comes after it so native implementations
-    replace its placeholders; AbstractEventLoop is last because it only
-    defines the interface.
+    Mixins come before LoopCore so their methods (close, set_debug,
+    add_reader, ...) wrap the native ones; UnixSocketsMixin comes before
+    ServersMixin because its _stop_serving extends the TCP one.
+    PlannedMixin comes after LoopCore so native implementations replace its
+    placeholders; AbstractEventLoop is last because it only defines the
+    interface.
     """
 
     # Shown in reprs and tracebacks under the name users import it by.
@@ -40,6 +48,8 @@ class Loop(RunningMixin, LifecycleMixin, TasksMixin,  # type: ignore[misc]
 
     def __init__(self):
         super().__init__()
+        self._init_transports()
+        self._init_unix_sockets()
         self._init_asyncgens()
         self._init_signals()
         # Debug mode follows -X dev / PYTHONASYNCIODEBUG, as asyncio's does.

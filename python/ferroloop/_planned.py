@@ -8,20 +8,25 @@ native method wins without any change here.
 
 # method name -> the feature that will provide it
 PLANNED = {
-    'create_connection': 'TCP transports',
-    'create_server': 'TCP servers',
-    'connect_accepted_socket': 'TCP transports',
-    'create_unix_connection': 'Unix socket transports',
-    'create_unix_server': 'Unix socket servers',
     'create_datagram_endpoint': 'UDP transports',
     'connect_read_pipe': 'pipe transports',
     'connect_write_pipe': 'pipe transports',
     'subprocess_exec': 'subprocess transports',
     'subprocess_shell': 'subprocess transports',
     'start_tls': 'TLS',
-    'sendfile': 'sendfile on transports',
-    'sock_sendfile': 'sendfile',
 }
+
+
+def tls_not_built_yet(method):
+    """The error for a real ssl= argument to `method`.
+
+    The argument checks that do not need TLS (and their ValueErrors) run
+    first, as in the stock loop; only a call that would start a handshake
+    gets this.
+    """
+    return NotImplementedError(
+        f"ferroloop does not implement {method}() with ssl= yet "
+        f"(TLS: planned)")
 
 
 def _not_implemented_yet(name, feature):

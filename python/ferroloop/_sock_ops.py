@@ -58,6 +58,9 @@ class SockOpsMixin:
         # retry(fut, sock, *args) runs whenever sock is readable, until fut
         # is done; then the reader is removed again.
         fd = sock.fileno()
+        # As in the stock loop, only an operation that has to wait is
+        # refused on a transport's socket.
+        self._ensure_fd_no_transport(fd)
         # The Handle tells the done callback whether this reader is still
         # the registered one.
         handle = self._add_reader(fd, retry, fut, sock, *args)
@@ -66,6 +69,7 @@ class SockOpsMixin:
 
     def _retry_when_writable(self, fut, sock, retry, *args):
         fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
         handle = self._add_writer(fd, retry, fut, sock, *args)
         fut.add_done_callback(
             functools.partial(self._sock_write_done, fd, handle=handle))

@@ -283,6 +283,8 @@ def main():
     ap.add_argument("--events", required=True)
     ap.add_argument("--skip-ids", help="file: ids already handled, one a line")
     ap.add_argument("--ignore-exclusions", action="store_true")
+    ap.add_argument("--run-excluded", action="append", default=[],
+                    metavar="SUBSTR")
     ap.add_argument("-k", dest="patterns", action="append", default=[])
     args = ap.parse_args()
 
@@ -359,7 +361,8 @@ def main():
         if args.patterns and not any(p in tid for p in args.patterns):
             continue
         reason = excl.reason(tid)
-        if reason is not None and not args.ignore_exclusions:
+        if (reason is not None and not args.ignore_exclusions
+                and not any(sub in reason for sub in args.run_excluded)):
             mark_excluded(t, reason)
         selected.append(t)
 

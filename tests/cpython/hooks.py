@@ -102,11 +102,49 @@ def hook_test_pep492(module, lut):
     module.BaseTest.setUp = setUp
 
 
+def hook_test_sendfile(module, lut):
+    # SendfileBase.setUp calls self.create_event_loop(); the per-selector
+    # classes are copies of SendfileTestsBase.
+    _replace_per_selector_classes(
+        module, (module.SendfileTestsBase, test_utils.TestCase),
+        "EventLoopTests", lut)
+
+
+def _hook_functional_new_loop(module, class_name, lut):
+    # func_tests.FunctionalTestCaseMixin.setUp calls self.new_loop(), which
+    # the Selector* class overrides with asyncio.SelectorEventLoop(). The
+    # Proactor* twin is Windows-only (skipped here). The class keeps its
+    # CPython name so test ids match CPython's.
+    cls = getattr(module, class_name, None)
+    if cls is None or "new_loop" not in vars(cls):
+        raise RuntimeError(f"{module.__name__}: {class_name}.new_loop not "
+                           "found; update tests/cpython/hooks.py")
+
+    def new_loop(self):
+        return lut.new_loop()
+
+    cls.new_loop = new_loop
+
+
+def hook_test_server(module, lut):
+    _hook_functional_new_loop(module, "SelectorStartServerTests", lut)
+
+
+def hook_test_buffered_proto(module, lut):
+    _hook_functional_new_loop(module, "BufferedProtocolSelectorTests", lut)
+
+
 HOOKS = {
     "test_events": hook_test_events,
     "test_sock_lowlevel": hook_test_sock_lowlevel,
     "test_runners": hook_test_runners,
     "test_pep492": hook_test_pep492,
+    "test_sendfile": hook_test_sendfile,
+    "test_server": hook_test_server,
+    "test_buffered_proto": hook_test_buffered_proto,
+    # test_streams: StreamTests.setUp uses asyncio.new_event_loop() (the
+    # policy). test_protocols: tests of the abstract protocol classes, no
+    # loop at all.
 }
 
 

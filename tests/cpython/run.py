@@ -16,6 +16,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(HERE, "_child.py")
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import exclusions as exclusions_mod  # noqa: E402
 
 REQUIRED_MODULES = [
     "test_tasks",
@@ -42,6 +47,11 @@ REQUIRED_MODULES = [
     "test_sock_lowlevel",
     "test_threads",
     "test_events",
+    "test_streams",
+    "test_server",
+    "test_sendfile",
+    "test_buffered_proto",
+    "test_protocols",
 ]
 
 LOOP_ENV = "FERROLOOP_CONFORMANCE_LOOP"
@@ -159,6 +169,8 @@ def run_module(name, opts, workdir):
             cmd += ["--skip-ids", skip_path]
         if opts.ignore_exclusions:
             cmd.append("--ignore-exclusions")
+        for sub in opts.run_excluded:
+            cmd += ["--run-excluded", sub]
         for p in opts.patterns:
             cmd += ["-k", p]
         cwd = tempfile.mkdtemp(prefix=f"{name}.cwd.", dir=workdir)
@@ -308,6 +320,57 @@ def print_module(mr, opts, out):
     out.flush()
 
 
+def failure_cause(detail):
+    """One line naming why a test failed: the last line of its traceback
+    (the first line for crashes/hangs/not-run, whose detail is the runner's
+    note plus the child's output tail), with object addresses and port
+    numbers and fds blanked so that the same cause groups together."""
+    lines = [ln.strip() for ln in detail.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "(no detail)"
+    if "--- child output tail ---" in lines or lines[0].startswith("not run:"):
+        cause = lines[0]
+    else:
+        cause = next((ln for ln in reversed(lines)
+                      if not ln.startswith(("File ", "[subtest"))), lines[-1])
+    cause = re.sub(r"0x[0-9a-fA-F]+", "0x...", cause)
+    cause = re.sub(r"\bfd=\d+", "fd=...", cause)
+    cause = re.sub(r"(\d+\.\d+\.\d+\.\d+'?, )\d+", r"\1...", cause)
+    return cause[:200]
+
+
+def print_by_cause(ordered, out):
+    groups = {}
+    for mr in ordered:
+        for tid, res in mr.failing():
+            groups.setdefault(failure_cause(res["detail"]), []).append(tid)
+    print(f"\nfailing tests by cause ({len(groups)} causes):", file=out)
+    for cause, tids in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        print(f"  [{len(tids)}] {cause}", file=out)
+        for tid in tids:
+            print(f"      {tid}", file=out)
+
+
+def print_passing_excluded(ordered, out):
+    """With --ignore-exclusions/--run-excluded: excluded tests that passed,
+    i.e. exclusions to delete."""
+    excl = exclusions_mod.Exclusions(exclusions_mod.EXCLUSIONS)
+    rows = []
+    for mr in ordered:
+        for tid in mr.order:
+            if mr.results[tid]["outcome"] not in ("passed", "xfail"):
+                continue
+            m = excl.match(tid)
+            if m is not None:
+                rows.append((tid, m[0]))
+    if rows:
+        print(f"\nexcluded tests that passed ({len(rows)}; drop the "
+              "exclusion if they pass on every run):", file=out)
+        for tid, key in rows:
+            print(f"  {tid}" + ("" if key == tid else f"   (entry {key})"),
+                  file=out)
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         description="Run CPython's test_asyncio modules on ferroloop "
@@ -328,13 +391,25 @@ def parse_args(argv):
     ap.add_argument("-j", "--jobs", type=int, default=1,
                     help="modules to run in parallel (default 1; timing-"
                          "sensitive tests may flake when >1)")
-    ap.add_argument("--timeout", type=float, default=600,
-                    help="per-module timeout in seconds (default 600)")
-    ap.add_argument("--test-timeout", type=float, default=120,
-                    help="per-test timeout in seconds (default 120)")
+    ap.add_argument("--timeout", type=float, default=300,
+                    help="per-module timeout in seconds (default 300)")
+    ap.add_argument("--test-timeout", type=float, default=30,
+                    help="per-test timeout in seconds (default 30; the "
+                         "slowest test takes ~2.5 s on the stock loop)")
     ap.add_argument("--ignore-exclusions", action="store_true",
                     help="run excluded tests too (to check whether an "
                          "exclusion is still needed)")
+    ap.add_argument("--run-excluded", action="append", default=[],
+                    metavar="SUBSTR",
+                    help="run the excluded tests whose exclusion reason "
+                         "contains SUBSTR (repeatable)")
+    ap.add_argument("--in-progress", action="store_true",
+                    help="run the excluded tests of the features being "
+                         "built (exclusions.IN_PROGRESS: %s)"
+                         % "; ".join(exclusions_mod.IN_PROGRESS))
+    ap.add_argument("--by-cause", action="store_true",
+                    help="also list the failing tests grouped by cause "
+                         "(the last line of their traceback)")
     ap.add_argument("--json", metavar="FILE",
                     help="also write every test's outcome to FILE")
     ap.add_argument("--keep-logs", metavar="DIR",
@@ -342,6 +417,8 @@ def parse_args(argv):
     opts = ap.parse_args(argv)
     if opts.loop not in ("ferroloop", "asyncio"):
         ap.error(f"${LOOP_ENV} must be ferroloop or asyncio")
+    if opts.in_progress:
+        opts.run_excluded += list(exclusions_mod.IN_PROGRESS)
     opts.modules = opts.modules or list(REQUIRED_MODULES)
     for i, m in enumerate(opts.modules):
         m = m[:-3] if m.endswith(".py") else m
@@ -441,6 +518,11 @@ def main(argv=None):
         print(f"\nfailing tests ({len(failing)}):", file=out)
         for tid in failing:
             print(f"  {tid}", file=out)
+    if opts.by_cause and failing:
+        print_by_cause(ordered, out)
+    if opts.loop == "ferroloop" and (opts.ignore_exclusions
+                                     or opts.run_excluded):
+        print_passing_excluded(ordered, out)
     print(f"\n{n_skip} skipped ({n_excl} excluded); total time {total:.1f}s",
           file=out)
     print(f"{n_pass} passed, {n_fail} failed", file=out)
