@@ -470,6 +470,26 @@ impl SocketTransport {
     }
 }
 
+/// `server._attach()` / `server._detach()`: from Python 3.13 on they take the
+/// transport (for `Server.close_clients` / `abort_clients`).
+fn server_slot(
+    py: Python<'_>,
+    server: &Bound<'_, PyAny>,
+    method: &str,
+    transport: &Bound<'_, SocketTransport>,
+) -> PyResult<()> {
+    if py.version_info() >= (3, 13) {
+        server.call_method1(method, (transport,))?;
+    } else {
+        server.call_method0(method)?;
+    }
+    Ok(())
+}
+
+/// What `transport.__class__` answers: see `SocketTransportView` in
+/// python/ferroloop/_socket_transport.py.
+static TRANSPORT_VIEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
 /// Bytes of a bytes-like object, as `write()` accepts them.
 fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<R>) -> PyResult<R> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
@@ -561,7 +581,7 @@ impl SocketTransport {
             },
         )?;
         if let Some(server) = server.filter(|s| !s.is_none()) {
-            server.call_method0(intern!(py, "_attach"))?;
+            server_slot(py, server, "_attach", &transport)?;
         }
         // Disable Nagle: small writes go out without waiting for the ACK.
         cached(py, &SET_NODELAY, "asyncio.base_events", "_set_nodelay")?.call1((sock,))?;
@@ -591,6 +611,19 @@ impl SocketTransport {
             )?;
         }
         Ok(transport.unbind())
+    }
+
+    /// isinstance(transport, asyncio.Transport) holds through this.
+    #[getter(__class__)]
+    fn class_view(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(cached(
+            py,
+            &TRANSPORT_VIEW,
+            "ferroloop._socket_transport",
+            "SocketTransportView",
+        )?
+        .clone()
+        .unbind())
     }
 
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -795,10 +828,7 @@ impl SocketTransport {
             None => Ok(()),
         };
         let detached = match server {
-            Some(server) => server
-                .bind(py)
-                .call_method0(intern!(py, "_detach"))
-                .map(drop),
+            Some(server) => server_slot(py, server.bind(py), "_detach", slf),
             None => Ok(()),
         };
         if let Some(waiter) = waiter {

@@ -11,6 +11,7 @@ transport (servers, streams, sendfile) works the same either way.
 ``SocketTransport`` below is the one place where that choice is made.
 """
 
+import asyncio
 from asyncio import selector_events
 
 from . import _ferroloop
@@ -41,6 +42,24 @@ class SelectorSocketTransport(selector_events._SelectorSocketTransport):
             info.append(
                 f'write=<{state}, bufsize={self.get_write_buffer_size()}>')
         return '<{}>'.format(' '.join(info))
+
+
+class SocketTransportView(asyncio.Transport):
+    """The class the native transport reports as its ``__class__``.
+
+    ``isinstance(transport, asyncio.Transport)`` must hold, as it does for
+    the stock loop's transports, but a native class cannot also derive from
+    asyncio's (BaseTransport's ``__slots__`` clash with the native layout).
+    isinstance() falls back to ``__class__`` when the real type does not
+    match, so the native class answers with this subclass of
+    asyncio.Transport, named like itself; ``type(transport)`` stays native.
+    """
+
+    __slots__ = ()
+
+
+SocketTransportView.__name__ = 'SocketTransport'
+SocketTransportView.__qualname__ = 'SocketTransport'
 
 
 # The native transport wins as soon as the extension has it.
