@@ -10,6 +10,7 @@ mod handles;
 mod loop_core;
 mod pyhelpers;
 mod run_loop;
+mod sock_calls;
 mod socket_transport;
 mod state;
 
@@ -21,5 +22,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<socket_transport::SocketTransport>()?;
+    m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
     Ok(())
 }

@@ -12,7 +12,6 @@
 //! runs while it is borrowed: methods copy out what they need, release the
 //! borrow, then call the protocol.
 
-use std::cell::RefCell;
 use std::os::fd::RawFd;
 
 use ferroloop_engine::{sockio, WriteBuffer};
@@ -28,19 +27,14 @@ use crate::fd_watchers::Side;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
 use crate::pyhelpers::asyncio_logger;
+use crate::sock_calls::{recv_bytes, SHARED_READ_MAX};
 
 /// asyncio's `max_size`: the most one read asks the kernel for.
-const MAX_READ: usize = 256 * 1024;
+const MAX_READ: usize = SHARED_READ_MAX;
 /// asyncio's default high-water mark for the write buffer.
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
-
-thread_local! {
-    /// Every transport of a thread reads into this buffer, then copies the
-    /// bytes received into the `bytes` handed to `data_received`.
-    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_READ]);
-}
 
 struct TransportState {
     /// The Python loop object; None once the connection is lost.
@@ -416,15 +410,7 @@ impl SocketTransport {
 
     fn read_into_bytes(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let fd = slf.get().fd;
-        let received = READ_BUFFER.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            match sockio::recv(fd, &mut buf) {
-                Ok(n) => Ok(PyBytes::new(py, &buf[..n])),
-                Err(e) => Err(e),
-            }
-        });
-        let data = match received {
+        let data = match recv_bytes(py, slf.get().fd, MAX_READ) {
             Ok(data) => data,
             Err(e) if sockio::would_block(&e) => return Ok(()),
             Err(e) => {

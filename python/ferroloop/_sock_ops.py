@@ -10,6 +10,8 @@ awaiting task leaves nothing registered.
 import functools
 import socket
 
+from ._ferroloop import recv_nowait, send_nowait
+
 try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without ssl
@@ -99,15 +101,24 @@ class SockOpsMixin:
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from sock."""
         self._check_sock(sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
+        # None means "would block" (no exception raised and caught per wait).
+        data = recv_nowait(sock, n)
+        if data is not None:
+            return data
         return await self._wait_readable(sock, self._sock_recv_ready, n)
 
     def _sock_recv_ready(self, fut, sock, n):
-        if not fut.done():
-            _settle(fut, sock.recv, n)
+        if fut.done():
+            return
+        try:
+            data = recv_nowait(sock, n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            return
+        if data is not None:
+            fut.set_result(data)
 
     async def sock_recv_into(self, sock, buf):
         """Receive into the writable buffer buf; return the byte count."""
@@ -157,10 +168,7 @@ class SockOpsMixin:
     async def sock_sendall(self, sock, data):
         """Send all of data on the connected socket sock."""
         self._check_sock(sock)
-        try:
-            sent = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
+        sent = send_nowait(sock, data)  # 0 when it would block
         if sent == len(data):
             return
         # The one-element list is the send position, shared with the
