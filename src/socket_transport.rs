@@ -14,7 +14,8 @@
 
 use std::os::fd::RawFd;
 
-use ferroloop_engine::{sockio, WriteBuffer};
+use ferroloop_engine::write_queue::{COALESCE_MAX, MAX_IOV};
+use ferroloop_engine::{sockio, WriteQueue};
 use pyo3::exceptions::{
     PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
 };
@@ -48,7 +49,7 @@ struct TransportState {
     protocol_connected: bool,
     extra: Py<PyDict>,
     server: Option<Py<PyAny>>,
-    buffer: WriteBuffer,
+    buffer: WriteQueue<BytesChunk>,
     /// Non-zero once connection_lost is scheduled; counts writes after that.
     conn_lost: u32,
     closing: bool,
@@ -298,17 +299,19 @@ impl SocketTransport {
         Ok(())
     }
 
-    /// Sends what it can of `data` now; buffers the rest.
-    fn write_bytes(slf: &Bound<'_, Self>, data: &[u8]) -> PyResult<()> {
+    /// Sends what it can of `data` now; queues the rest (by reference when
+    /// it is large: a `bytes` never changes).
+    fn write_bytes(slf: &Bound<'_, Self>, data: &Bound<'_, PyBytes>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        let bytes = data.as_bytes();
         let buffer_was_empty = this.st(py).buffer.is_empty();
-        let mut rest = data;
+        let mut sent = 0;
         if buffer_was_empty {
-            match sockio::send(this.fd, data) {
+            match sockio::send(this.fd, bytes) {
                 Ok(n) => {
-                    rest = &data[n..];
-                    if rest.is_empty() {
+                    sent = n;
+                    if sent == bytes.len() {
                         return Ok(());
                     }
                 }
@@ -323,7 +326,14 @@ impl SocketTransport {
             }
             Self::start_writing(slf)?;
         }
-        this.st(py).buffer.extend(rest);
+        {
+            let mut st = this.st(py);
+            if bytes.len() - sent > COALESCE_MAX {
+                st.buffer.push_shared(BytesChunk::new(data, sent));
+            } else {
+                st.buffer.push_copy(&bytes[sent..]);
+            }
+        }
         Self::maybe_pause_protocol(slf)
     }
 
@@ -477,11 +487,19 @@ fn server_slot(
 static TRANSPORT_VIEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Bytes of a bytes-like object, as `write()` accepts them.
-fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<R>) -> PyResult<R> {
-    if let Ok(bytes) = data.cast::<PyBytes>() {
-        return f(bytes.as_bytes());
-    }
+/// As an exact `bytes` (the object itself when it is one, else a copy), so
+/// the write path can keep a reference instead of copying.
+fn with_bytes<R>(
+    data: &Bound<'_, PyAny>,
+    f: impl FnOnce(&Bound<'_, PyBytes>) -> PyResult<R>,
+) -> PyResult<R> {
     let py = data.py();
+    if let Ok(bytes) = data.cast_exact::<PyBytes>() {
+        return f(bytes);
+    }
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        return f(&PyBytes::new(py, bytes.as_bytes()));
+    }
     let is_bytes_like = data.is_instance_of::<pyo3::types::PyByteArray>()
         || data.is_instance_of::<pyo3::types::PyMemoryView>();
     if !is_bytes_like {
@@ -491,8 +509,41 @@ fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<R>) 
         )));
     }
     let copied = PyBytes::new(py, &pyo3::buffer::PyBuffer::<u8>::get(data)?.to_vec(py)?);
-    f(copied.as_bytes())
+    f(&copied)
 }
+
+/// A queued tail of a `bytes` object, from `start` on.
+struct BytesChunk {
+    _owner: Py<PyBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+impl BytesChunk {
+    fn new(bytes: &Bound<'_, PyBytes>, start: usize) -> Self {
+        let all = bytes.as_bytes();
+        let tail = &all[start.min(all.len())..];
+        BytesChunk {
+            _owner: bytes.clone().unbind(),
+            ptr: tail.as_ptr(),
+            len: tail.len(),
+        }
+    }
+}
+
+impl AsRef<[u8]> for BytesChunk {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr+len` lies inside the data of an exact `bytes`
+        // object, which is immutable and kept alive by `_owner` for as long as
+        // this chunk exists.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+// SAFETY: the pointer refers to immutable memory owned by `_owner` (a
+// `Py<PyBytes>`, itself Send); moving the chunk between threads moves that
+// ownership with it.
+unsafe impl Send for BytesChunk {}
 
 #[pymethods]
 impl SocketTransport {
@@ -548,7 +599,7 @@ impl SocketTransport {
             protocol_connected: true,
             extra: extra_dict.unbind(),
             server: server.filter(|s| !s.is_none()).map(|s| s.clone().unbind()),
-            buffer: WriteBuffer::new(),
+            buffer: WriteQueue::new(),
             conn_lost: 0,
             closing: false,
             paused: false,
@@ -645,7 +696,9 @@ impl SocketTransport {
             if st.conn_lost > 0 || st.buffer.is_empty() {
                 return Ok(());
             }
-            match sockio::send(this.fd, st.buffer.as_slice()) {
+            let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
+            let count = st.buffer.io_slices(&mut slices);
+            match sockio::send_vectored(this.fd, &slices[..count]) {
                 Ok(n) => {
                     st.buffer.consume(n);
                     Ok(())
@@ -714,7 +767,7 @@ impl SocketTransport {
                         "unable to write; sendfile is in progress",
                     ));
                 }
-                if bytes.is_empty() {
+                if bytes.as_bytes().is_empty() {
                     return Ok(());
                 }
                 if st.conn_lost > 0 {

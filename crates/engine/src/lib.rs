@@ -20,9 +20,11 @@ pub mod sockio;
 pub mod timers;
 pub mod waker;
 pub mod write_buffer;
+pub mod write_queue;
 
 pub use poller::{timeout_to_ms, Event, Events, Interest, Poller};
 pub use ready::ReadyQueue;
 pub use timers::{CancelCounter, Timer, TimerHeap};
 pub use waker::Waker;
 pub use write_buffer::WriteBuffer;
+pub use write_queue::WriteQueue;

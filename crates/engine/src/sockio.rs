@@ -29,6 +29,19 @@ pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     cvt(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
 }
 
+/// `sendmsg(fd, slices, MSG_NOSIGNAL)`: one vectored send, no SIGPIPE.
+pub fn send_vectored(fd: RawFd, slices: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: a zeroed msghdr is valid (no name, no control data); msg_iov
+    // points at `slices`, whose IoSlice layout is guaranteed to match iovec on
+    // Unix, and both outlive the call; the kernel only reads them.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = slices.len() as _;
+        cvt(libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL))
+    }
+}
+
 /// `shutdown(fd, SHUT_WR)`: sends FIN after the pending data.
 pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     // SAFETY: no pointers; the kernel validates `fd`.
@@ -66,6 +79,16 @@ mod tests {
         assert_eq!(&buf[..4], b"ping");
         shutdown_write(a.as_raw_fd()).unwrap();
         assert_eq!(recv(b.as_raw_fd(), &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn vectored_send_keeps_order() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let parts = [std::io::IoSlice::new(b"ab"), std::io::IoSlice::new(b"cd")];
+        assert_eq!(send_vectored(a.as_raw_fd(), &parts).unwrap(), 4);
+        let mut buf = [0u8; 8];
+        assert_eq!(recv(b.as_raw_fd(), &mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"abcd");
     }
 
     #[test]
