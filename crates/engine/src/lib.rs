@@ -6,7 +6,7 @@
 //!   with lazy cancellation and compaction;
 //! * [`poller::Poller`] — level-triggered epoll with per-fd read/write interest;
 //! * [`waker::Waker`] — an eventfd that wakes a sleeping poll from any thread;
-//! * [`write_buffer::WriteBuffer`] and [`sockio`] — a transport's pending bytes
+//! * [`write_queue::WriteQueue`] and [`sockio`] — a transport's pending bytes
 //!   and its non-blocking socket calls;
 //! * [`clock`] — the monotonic clock asyncio's `loop.time()` uses.
 //!
@@ -19,12 +19,10 @@ pub mod ready;
 pub mod sockio;
 pub mod timers;
 pub mod waker;
-pub mod write_buffer;
 pub mod write_queue;
 
 pub use poller::{timeout_to_ms, Event, Events, Interest, Poller};
 pub use ready::ReadyQueue;
 pub use timers::{CancelCounter, Timer, TimerHeap};
 pub use waker::Waker;
-pub use write_buffer::WriteBuffer;
 pub use write_queue::WriteQueue;
