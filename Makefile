@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython bench lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython bench bench-net bench-net-selftest lint fmt clean
 
 all: build
 
@@ -42,9 +42,20 @@ test-py: build
 bench: build
 	$(PY) benchmarks/run.py
 
+LOADGEN := cargo build --release -q --manifest-path benchmarks/loadgen/Cargo.toml
+
+bench-net: build
+	$(LOADGEN)
+	$(PY) benchmarks/net.py
+
+bench-net-selftest: build
+	$(LOADGEN)
+	$(PY) benchmarks/net_selftest.py
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --release -- -D warnings
+	cargo clippy --release --manifest-path benchmarks/loadgen/Cargo.toml -- -D warnings
 
 fmt:
 	cargo fmt --all
