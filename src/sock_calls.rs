@@ -61,33 +61,119 @@ pub(crate) fn recv_nowait<'py>(
     }
 }
 
-/// The most bytes one read takes through the shared buffer (asyncio's
-/// transports' `max_size`); larger reads get a buffer of their own.
+/// Reads first land in a small shared buffer: most reads are small, and
+/// copying a few KiB out of it is cheaper than allocating a `bytes` of the
+/// requested size and shrinking it.
+const PROBE_READ: usize = 16 * 1024;
+
+/// Above this size a fresh `bytes` would come from mmap (glibc's threshold),
+/// paying page faults on every read: such reads are copied out of the
+/// (already mapped) shared buffer instead.
+const DIRECT_READ_MAX: usize = 96 * 1024;
+
+/// The shared buffer's size: asyncio transports' `max_size`.
 pub(crate) const SHARED_READ_MAX: usize = 256 * 1024;
 
 thread_local! {
-    /// Reads land here first, then only the bytes received are copied into
-    /// the `bytes` object (no `bytes` of the requested size per read).
     static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SHARED_READ_MAX]);
+}
+
+/// One `recv` of at most `max` bytes (`max <= SHARED_READ_MAX`) through the
+/// shared buffer, copied into a `bytes`: the transports' read path.
+pub(crate) fn recv_bytes_copied<'py>(
+    py: Python<'py>,
+    fd: i32,
+    max: usize,
+) -> std::io::Result<Bound<'py, PyBytes>> {
+    READ_BUFFER.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let got = sockio::recv(fd, &mut buf[..max.min(SHARED_READ_MAX)])?;
+        Ok(PyBytes::new(py, &buf[..got]))
+    })
+}
+
+extern "C" {
+    // CPython's (private, stable since 2.x) in-place resize of a fresh bytes
+    // object; PyO3 no longer declares it.
+    fn _PyBytes_Resize(
+        bytes: *mut *mut pyo3::ffi::PyObject,
+        newsize: pyo3::ffi::Py_ssize_t,
+    ) -> std::os::raw::c_int;
 }
 
 /// One `recv` of at most `max` bytes from `fd`, as a `bytes`. `Ok` with an
 /// empty `bytes` is end of stream.
+///
+/// Small reads go through the probe buffer (one copy). When the probe fills
+/// up, more is likely queued: the rest is received straight into a `bytes`
+/// of `max` bytes that is then shrunk to size, so a large read costs one copy
+/// of the probe, not of everything.
 pub(crate) fn recv_bytes<'py>(
     py: Python<'py>,
     fd: i32,
     max: usize,
 ) -> std::io::Result<Bound<'py, PyBytes>> {
-    if max > SHARED_READ_MAX {
+    if max > DIRECT_READ_MAX {
+        if max <= SHARED_READ_MAX {
+            return recv_bytes_copied(py, fd, max);
+        }
         let mut buf = vec![0u8; max];
         let got = sockio::recv(fd, &mut buf)?;
         return Ok(PyBytes::new(py, &buf[..got]));
     }
     READ_BUFFER.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        let got = sockio::recv(fd, &mut buf[..max])?;
-        Ok(PyBytes::new(py, &buf[..got]))
+        let mut probe = cell.borrow_mut();
+        let first = sockio::recv(fd, &mut probe[..max.min(PROBE_READ)])?;
+        if first < PROBE_READ || max <= PROBE_READ {
+            return Ok(PyBytes::new(py, &probe[..first]));
+        }
+        // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new bytes object
+        // with n writable (uninitialised) bytes, or NULL with an exception set.
+        // We write the probe into its first `first` bytes and let the kernel
+        // write at most `max - first` more; only the initialised prefix
+        // survives the shrink below. Nobody else sees the object until then.
+        let bytes = unsafe {
+            let raw = pyo3::ffi::PyBytes_FromStringAndSize(
+                std::ptr::null(),
+                max as pyo3::ffi::Py_ssize_t,
+            );
+            let bytes = Bound::from_owned_ptr_or_err(py, raw)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let data = pyo3::ffi::PyBytes_AsString(raw) as *mut u8;
+            std::ptr::copy_nonoverlapping(probe.as_ptr(), data, first);
+            bytes
+        };
+        // SAFETY: `bytes` is the live bytes object created above.
+        let data = unsafe { pyo3::ffi::PyBytes_AsString(bytes.as_ptr()) as *mut u8 };
+        // SAFETY: `data + first .. data + max` is inside the object's buffer.
+        let more = unsafe { sockio::recv_raw(fd, data.add(first), max - first) }.unwrap_or(0);
+        let bytes = bytes
+            .cast_into::<PyBytes>()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        shrink(py, bytes, first + more)
     })
+}
+
+/// Shrinks a `bytes` we just created (and nobody else references) to `len`.
+fn shrink<'py>(
+    py: Python<'py>,
+    bytes: Bound<'py, PyBytes>,
+    len: usize,
+) -> std::io::Result<Bound<'py, PyBytes>> {
+    if len == bytes.as_bytes().len() {
+        return Ok(bytes);
+    }
+    let mut ptr = bytes.into_ptr();
+    // SAFETY: `ptr` is an owned reference to a bytes object we created and
+    // have not shared (refcount 1), which is what _PyBytes_Resize requires;
+    // on failure it releases the object and sets `ptr` to NULL with an
+    // exception set, which `from_owned_ptr_or_err` turns into an error.
+    unsafe {
+        _PyBytes_Resize(&mut ptr, len as pyo3::ffi::Py_ssize_t);
+        Bound::from_owned_ptr_or_err(py, ptr)
+            .and_then(|b| Ok(b.cast_into::<PyBytes>()?))
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
 }
 
 /// `sock.send(data)`, or 0 if it would block.

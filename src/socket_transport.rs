@@ -28,10 +28,10 @@ use crate::fd_watchers::Side;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
 use crate::pyhelpers::asyncio_logger;
-use crate::sock_calls::{recv_bytes, SHARED_READ_MAX};
+use crate::sock_calls::recv_bytes_copied;
 
 /// asyncio's `max_size`: the most one read asks the kernel for.
-const MAX_READ: usize = SHARED_READ_MAX;
+const MAX_READ: usize = crate::sock_calls::SHARED_READ_MAX;
 /// asyncio's default high-water mark for the write buffer.
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
@@ -420,7 +420,7 @@ impl SocketTransport {
 
     fn read_into_bytes(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let data = match recv_bytes(py, slf.get().fd, MAX_READ) {
+        let data = match recv_bytes_copied(py, slf.get().fd, MAX_READ) {
             Ok(data) => data,
             Err(e) if sockio::would_block(&e) => return Ok(()),
             Err(e) => {

@@ -22,6 +22,15 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
 }
 
+/// `recv(fd, ptr, len, 0)` into memory that may be uninitialised.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes for the duration of the call.
+pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
+    // SAFETY: the caller guarantees `ptr..ptr+len` is writable.
+    cvt(unsafe { libc::recv(fd, ptr.cast(), len, 0) })
+}
+
 /// `send(fd, buf, MSG_NOSIGNAL)`: a closed peer gives EPIPE, never SIGPIPE.
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a live slice of `buf.len()` bytes for the duration of
