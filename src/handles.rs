@@ -33,7 +33,7 @@ pub(crate) struct TimerState {
     pub(crate) cancel_counter: CancelCounter,
 }
 
-#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
+#[pyclass(frozen, subclass, weakref, freelist = 1024, module = "ferroloop._ferroloop")]
 pub struct Handle {
     pub(crate) callback: GilCell<Option<Callback>>,
     pub(crate) context: Py<PyAny>,
@@ -62,7 +62,7 @@ impl Drop for Handle {
 }
 
 /// A `Handle` returned by `call_later` / `call_at`.
-#[pyclass(frozen, extends = Handle, module = "ferroloop._ferroloop")]
+#[pyclass(frozen, extends = Handle, freelist = 1024, module = "ferroloop._ferroloop")]
 pub struct TimerHandle {}
 
 impl Handle {
