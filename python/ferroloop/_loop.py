@@ -14,30 +14,36 @@ from ._dns import DnsMixin
 from ._exception_handling import ExceptionHandlingMixin
 from ._executor import ExecutorMixin
 from ._lifecycle import LifecycleMixin
+from ._pipes import PipesMixin
 from ._planned import PlannedMixin
 from ._running import RunningMixin
 from ._sendfile import SendfileMixin
 from ._servers import ServersMixin
 from ._signals import SignalsMixin
 from ._sock_ops import SockOpsMixin
+from ._subprocess import SubprocessMixin
 from ._tasks import TasksMixin
 from ._tcp import TcpMixin
 from ._transports import TransportsMixin
+from ._udp import UdpMixin
 from ._unix import UnixSocketsMixin
 
 
 # The ignore below: the native Handle/TimerHandle have asyncio's Handle API
 # but are not subclasses of asyncio.Handle, which typeshed's signatures name.
-class Loop(RunningMixin, LifecycleMixin, TasksMixin,  # type: ignore[misc]
+class Loop(RunningMixin, SubprocessMixin,  # type: ignore[misc]
+           LifecycleMixin, TasksMixin,
            ExceptionHandlingMixin, AsyncGensMixin, ExecutorMixin, DnsMixin,
-           SockOpsMixin, TcpMixin, UnixSocketsMixin, ServersMixin,
-           SendfileMixin, SignalsMixin, TransportsMixin, LoopCore,
-           PlannedMixin, asyncio.AbstractEventLoop):
+           SockOpsMixin, TcpMixin, UdpMixin, UnixSocketsMixin, ServersMixin,
+           SendfileMixin, SignalsMixin, PipesMixin, TransportsMixin,
+           LoopCore, PlannedMixin, asyncio.AbstractEventLoop):
     """asyncio event loop running on ferroloop's native core.
 
     Mixins come before LoopCore so their methods (close, set_debug,
     add_reader, ...) wrap the native ones; UnixSocketsMixin comes before
-    ServersMixin because its _stop_serving extends the TCP one.
+    ServersMixin because its _stop_serving extends the TCP one, and
+    SubprocessMixin before LifecycleMixin because its close() extends
+    that one (reaping children still running).
     PlannedMixin comes after LoopCore so native implementations replace its
     placeholders; AbstractEventLoop is last because it only defines the
     interface.

@@ -8,11 +8,6 @@ native method wins without any change here.
 
 # method name -> the feature that will provide it
 PLANNED = {
-    'create_datagram_endpoint': 'UDP transports',
-    'connect_read_pipe': 'pipe transports',
-    'connect_write_pipe': 'pipe transports',
-    'subprocess_exec': 'subprocess transports',
-    'subprocess_shell': 'subprocess transports',
     'start_tls': 'TLS',
 }
 

@@ -1,0 +1,180 @@
+"""Noticing that a loop's child processes exited, and reaping them.
+
+Each loop watches its own children; asyncio's policy-level child watchers
+(``asyncio.get_child_watcher()``) are not used: they are process-global,
+deprecated since 3.12 and gone in 3.14, whose unix loop does what this
+module does:
+
+- pidfd (Linux 5.3+): ``os.pidfd_open(pid)`` gives an fd that turns
+  readable when the child exits; the loop watches it like any other fd, and
+  its callback reaps the child with ``waitpid``.  No thread, no signal.
+- otherwise (no pidfd_open, or it fails, e.g. EMFILE): one daemon thread per
+  child blocks in ``waitpid(pid, 0)`` and hands the status to the loop with
+  ``call_soon_threadsafe`` (asyncio's ThreadedChildWatcher).
+
+Only the watched pid is ever waited for (never ``waitpid(-1)``), so children
+started elsewhere in the process are left alone.  When the loop closes with
+children still running, they are reaped in the background: closing a loop
+never leaves zombies.
+"""
+
+import os
+import threading
+
+from asyncio import unix_events
+from asyncio.log import logger
+
+
+def _pidfd_open_works():
+    if not hasattr(os, 'pidfd_open'):
+        return False
+    try:
+        # Old kernels (ENOSYS) and seccomp filters (EPERM) refuse it.
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+# Read at each watch(): tests set it to False to exercise the thread path.
+USE_PIDFD = _pidfd_open_works()
+
+
+def _exit_code(status):
+    # unix_events' version copes with a status os.waitstatus_to_exitcode()
+    # does not understand (returns it as is instead of raising).
+    return unix_events.waitstatus_to_exitcode(status)
+
+
+def _wait_blocking(pid):
+    """Wait for pid to exit; its return code, or None if already reaped."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            # Someone else collected the status (a waitpid() elsewhere).
+            return None
+        except InterruptedError:
+            continue
+        return _exit_code(status)
+
+
+def _reap_in_background(pid, loop):
+    """Reap pid for a closed loop, so the child does not stay a zombie."""
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    if waited:
+        return  # had exited already: reaped just now
+
+    def reap():
+        _wait_blocking(pid)
+        # What the stock loop's waiter thread says in the same situation.
+        logger.warning("Loop %r that handles pid %r is closed", loop, pid)
+
+    try:
+        threading.Thread(target=reap, name=f'ferroloop-reap-{pid}',
+                         daemon=True).start()
+    except RuntimeError:
+        # Interpreter shutdown (a loop closed by its __del__): no new
+        # threads.  The child outlives us, and init reaps it.
+        pass
+
+
+class ChildExitWatcher:
+    """Calls callback(pid, returncode, *args) on the loop when pid exits.
+
+    returncode is the exit code as subprocess reports it (negative: killed
+    by that signal), or None when the child had already been reaped by
+    someone else, so its status is lost to us.  The callback runs as a loop
+    callback in both cases.
+    """
+
+    def __init__(self, loop):
+        self._loop = loop
+        # pid -> its pidfd, for the children watched through the loop
+        self._pidfds = {}
+
+    def watch(self, pid, callback, *args):
+        """Start watching the child pid (which must be our unreaped child)."""
+        if USE_PIDFD and self._watch_pidfd(pid, callback, args):
+            return
+        self._watch_in_thread(pid, callback, args)
+
+    def _watch_pidfd(self, pid, callback, args):
+        # False when the thread must do it instead.
+        try:
+            # pidfds are close-on-exec: no other child inherits one.
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            # Already reaped elsewhere; the pid no longer names our child.
+            self._loop.call_soon(callback, pid, None, *args)
+            return True
+        except OSError:
+            # Out of fds, typically: the thread needs none.
+            return False
+        try:
+            self._loop._add_reader(pidfd, self._pidfd_readable,
+                                   pid, pidfd, callback, args)
+        except Exception:
+            # Whatever the poller refused, the child must still be reaped.
+            os.close(pidfd)
+            return False
+        self._pidfds[pid] = pidfd
+        return True
+
+    def _pidfd_readable(self, pid, pidfd, callback, args):
+        try:
+            waited, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            returncode = None
+        else:
+            if not waited:
+                # A pidfd turns readable only once the child exited, so
+                # this should not happen; keep watching if it does.
+                return
+            returncode = _exit_code(status)
+            self._log_exit(pid, returncode)
+        self._stop_watching_pidfd(pid)
+        callback(pid, returncode, *args)
+
+    def _log_exit(self, pid, returncode):
+        # The stock loop's default watcher (ThreadedChildWatcher) logs this.
+        if self._loop.get_debug():
+            logger.debug('process %s exited with returncode %s',
+                         pid, returncode)
+
+    def _stop_watching_pidfd(self, pid):
+        pidfd = self._pidfds.pop(pid)
+        self._loop._remove_reader(pidfd)
+        os.close(pidfd)
+
+    def _watch_in_thread(self, pid, callback, args):
+        threading.Thread(target=self._wait_in_thread,
+                         name=f'ferroloop-waitpid-{pid}',
+                         args=(pid, callback, args), daemon=True).start()
+
+    def _wait_in_thread(self, pid, callback, args):
+        returncode = _wait_blocking(pid)
+        if returncode is not None:
+            self._log_exit(pid, returncode)
+        loop = self._loop
+        try:
+            loop.call_soon_threadsafe(callback, pid, returncode, *args)
+        except RuntimeError:
+            if not loop.is_closed():
+                raise
+            # The child is reaped; only the notification is lost.
+            logger.warning("Loop %r that handles pid %r is closed",
+                           loop, pid)
+
+    def close(self):
+        """The loop closes: stop watching, but still reap every child.
+
+        Waiter threads reap their own children and find the loop closed.
+        """
+        pids = list(self._pidfds)
+        for pid in pids:
+            self._stop_watching_pidfd(pid)
+            _reap_in_background(pid, self._loop)

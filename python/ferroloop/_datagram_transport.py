@@ -1,0 +1,54 @@
+"""The transport class behind datagram endpoints (UDP and Unix datagrams).
+
+The data path is meant to be native: ``_ferroloop.DatagramTransport``, with
+selector_events' constructor ``(loop, sock, protocol, address=None,
+waiter=None, extra=None)`` and the stock datagram transport's API
+(``sendto``, ``abort``, ``close``, write buffer size and limits).  Until the
+extension provides it, asyncio's own pure-Python selector datagram transport
+runs on ferroloop's fd watchers (``_add_reader``/``_add_writer`` returning
+handles, ``_remove_reader``/``_remove_writer`` returning bool), as the
+stream transport did before its native version (see _socket_transport).
+
+``DatagramTransport`` below is the one place where that choice is made.
+"""
+
+import asyncio
+from asyncio import selector_events
+
+from . import _ferroloop
+from . import _socket_transport
+
+
+class SelectorDatagramTransport(selector_events._SelectorDatagramTransport):
+    """asyncio's selector datagram transport, running on ferroloop's core.
+
+    Only the repr differs, for the same reason as the stream transport's:
+    the stock one asks the loop's ``_selector`` what the fd is polled for,
+    and ferroloop has no selector object.  Both transports keep the same
+    attributes (_sock, _sock_fd, _closing, _loop), so the repr is shared.
+    """
+
+    __repr__ = _socket_transport.SelectorSocketTransport.__repr__
+
+
+class DatagramTransportView(asyncio.Transport):
+    """The class a native datagram transport should report as __class__.
+
+    Same trick as _socket_transport.SocketTransportView: isinstance() falls
+    back to ``__class__``, so a native class answering with this one passes
+    ``isinstance(transport, asyncio.Transport)``.  That, and not
+    asyncio.DatagramTransport, is what the stock transport is an instance
+    of (selector_events derives it from its stream transport base), and what
+    CPython's test_events checks.
+    """
+
+    __slots__ = ()
+
+
+DatagramTransportView.__name__ = 'DatagramTransport'
+DatagramTransportView.__qualname__ = 'DatagramTransport'
+
+
+# The native transport wins as soon as the extension has it.
+DatagramTransport = getattr(_ferroloop, 'DatagramTransport',
+                            SelectorDatagramTransport)

@@ -1,0 +1,179 @@
+"""Subprocesses: loop.subprocess_exec and loop.subprocess_shell.
+
+asyncio.create_subprocess_exec/shell call these.  The argument checks are
+base_events' (same order, same ValueErrors; wrong argument types reach
+subprocess.Popen, whose TypeErrors the stock loop raises too).
+
+The transport is asyncio's own unix subprocess transport: it starts the
+child with subprocess.Popen (close_fds=True by default, so the loop's fds do
+not leak into it), connects the child's pipes with connect_read_pipe /
+connect_write_pipe (so native pipe transports, once built, are used without
+a change here), and reports pipe data, pipe closes and the exit to the
+protocol in base_subprocess's order: connection_lost comes only once the
+child has exited AND every pipe is closed, so output written just before
+exiting is never lost.
+
+What differs from the stock unix loop is who notices the exit: the loop's
+own ChildExitWatcher (pidfd, or a waiter thread), not the policy's child
+watcher (see _child_watcher).
+"""
+
+import subprocess
+
+from asyncio import base_events
+from asyncio import unix_events
+from asyncio.log import logger
+
+from ._child_watcher import ChildExitWatcher
+
+
+# The one place that names the transport class.  Its pipes are ferroloop's
+# pipe transports (chosen in _pipe_transport), so nothing here changes when
+# those become native.
+SubprocessTransport = unix_events._UnixSubprocessTransport
+
+
+def _returncode_read_elsewhere(pid, transport):
+    """The return code to report for a child whose status we did not get."""
+    proc = transport._proc
+    if proc is not None and proc.returncode is not None:
+        # Collected through the Popen object itself (transport.close() polls
+        # it; users call get_extra_info('subprocess').wait()): it knows the
+        # real code, where the stock loop reports 255.
+        return proc.returncode
+    logger.warning(
+        "child process pid %d exit status already read: "
+        " will report returncode 255", pid)
+    return 255
+
+
+class SubprocessMixin:
+    """Placed before LifecycleMixin: close() extends its close()."""
+
+    # Made on first use: loops that never start a process create nothing.
+    _child_exit_watcher = None
+
+    async def subprocess_shell(self, protocol_factory, cmd, *,
+                               stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE,
+                               universal_newlines=False,
+                               shell=True, bufsize=0,
+                               encoding=None, errors=None, text=None,
+                               **kwargs):
+        """Run cmd through the shell; return (transport, protocol)."""
+        if not isinstance(cmd, (bytes, str)):
+            raise ValueError("cmd must be a string")
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if not shell:
+            raise ValueError("shell must be True")
+        if bufsize != 0:
+            raise ValueError("bufsize must be 0")
+        if text:
+            raise ValueError("text must be False")
+        if encoding is not None:
+            raise ValueError("encoding must be None")
+        if errors is not None:
+            raise ValueError("errors must be None")
+
+        protocol = protocol_factory()
+        debug_log = None
+        if self._debug:
+            # Not the arguments: they may hold secrets, or be huge.
+            debug_log = 'run shell command %r' % cmd
+            self._log_subprocess(debug_log, stdin, stdout, stderr)
+        transport = await self._make_subprocess_transport(
+            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs)
+        if self._debug and debug_log is not None:
+            logger.info('%s: %r', debug_log, transport)
+        return transport, protocol
+
+    async def subprocess_exec(self, protocol_factory, program, *args,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=False,
+                              shell=False, bufsize=0,
+                              encoding=None, errors=None, text=None,
+                              **kwargs):
+        """Run program with args; return (transport, protocol)."""
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if shell:
+            raise ValueError("shell must be False")
+        if bufsize != 0:
+            raise ValueError("bufsize must be 0")
+        if text:
+            raise ValueError("text must be False")
+        if encoding is not None:
+            raise ValueError("encoding must be None")
+        if errors is not None:
+            raise ValueError("errors must be None")
+
+        popen_args = (program,) + args
+        protocol = protocol_factory()
+        debug_log = None
+        if self._debug:
+            # Not the arguments: they may hold secrets, or be huge.
+            debug_log = f'execute program {program!r}'
+            self._log_subprocess(debug_log, stdin, stdout, stderr)
+        transport = await self._make_subprocess_transport(
+            protocol, popen_args, False, stdin, stdout, stderr,
+            bufsize, **kwargs)
+        if self._debug and debug_log is not None:
+            logger.info('%s: %r', debug_log, transport)
+        return transport, protocol
+
+    def _log_subprocess(self, msg, stdin, stdout, stderr):
+        info = [msg]
+        if stdin is not None:
+            info.append(f'stdin={base_events._format_pipe(stdin)}')
+        if stdout is not None and stderr == subprocess.STDOUT:
+            info.append(f'stdout=stderr={base_events._format_pipe(stdout)}')
+        else:
+            if stdout is not None:
+                info.append(f'stdout={base_events._format_pipe(stdout)}')
+            if stderr is not None:
+                info.append(f'stderr={base_events._format_pipe(stderr)}')
+        logger.debug(' '.join(info))
+
+    async def _make_subprocess_transport(self, protocol, args, shell,
+                                         stdin, stdout, stderr, bufsize,
+                                         extra=None, **kwargs):
+        waiter = self.create_future()
+        # Starts the child (Popen) and a task connecting its pipes; a Popen
+        # failure closes the transport and raises here, with no child left.
+        transport = SubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs)
+        self._child_exits().watch(transport.get_pid(), self._child_exited,
+                                  transport)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            # Pipes failed to connect, or we were cancelled: kill the child
+            # and wait for it, so it is reaped before the error propagates.
+            transport.close()
+            await transport._wait()
+            raise
+        return transport
+
+    def _child_exits(self):
+        if self._child_exit_watcher is None:
+            self._child_exit_watcher = ChildExitWatcher(self)
+        return self._child_exit_watcher
+
+    def _child_exited(self, pid, returncode, transport):
+        if returncode is None:
+            returncode = _returncode_read_elsewhere(pid, transport)
+        # Skip one iteration, as the stock loop does: pipe data that is
+        # already readable is delivered before process_exited.
+        self.call_soon(self.call_soon, transport._process_exited, returncode)
+
+    def close(self):
+        """Close the loop; children still running are reaped in the
+        background (without notifying their transports)."""
+        super().close()
+        if self._child_exit_watcher is not None:
+            self._child_exit_watcher.close()
