@@ -45,6 +45,7 @@ REQUIRED_MODULES = [
     "test_waitfor",
     "test_runners",
     "test_sock_lowlevel",
+    "test_subprocess",
     "test_threads",
     "test_events",
     "test_streams",
