@@ -43,6 +43,37 @@ EXCLUSIONS = {
     "test_events.EventLoopTests.test_create_server_multiple_hosts_*":
         "internal-only: mocks asyncio.base_events.socket and loop._start_serving",
 
+    # test_unix_events: SelectorEventLoopSignalTests and
+    # SelectorEventLoopUnixSocketTests run on the loop under test (hooks.py);
+    # these of their tests mock modules that only asyncio's loop imports.
+    # (Their other tests patch it too but don't depend on the mock: they run.)
+    "test_unix_events.SelectorEventLoopSignalTests.test_add_signal_handler_setup_error":
+        "internal-only: patches asyncio.unix_events.signal (stock loop's module; ferroloop imports signal itself) to fake a set_wakeup_fd() failure",
+    "test_unix_events.SelectorEventLoopSignalTests.test_add_signal_handler_install_error*":
+        "internal-only: patches asyncio.unix_events.signal (stock loop's module; ferroloop imports signal itself) to fake signal() failures",
+    "test_unix_events.SelectorEventLoopSignalTests.test_remove_signal_handler":
+        "internal-only: patches asyncio.unix_events.signal and asserts calls on the mock (stock loop's module; ferroloop imports signal itself)",
+    "test_unix_events.SelectorEventLoopSignalTests.test_remove_signal_handler_2":
+        "internal-only: patches asyncio.unix_events.signal and asserts calls on the mock (stock loop's module; ferroloop imports signal itself)",
+    "test_unix_events.SelectorEventLoopSignalTests.test_remove_signal_handler_error*":
+        "internal-only: patches asyncio.unix_events.signal (stock loop's module; ferroloop imports signal itself) to fake signal() failures",
+    "test_unix_events.SelectorEventLoopSignalTests.test_close*":
+        "internal-only: patches asyncio.unix_events.signal/sys and asserts calls on the mocks (stock loop's modules)",
+    "test_unix_events.SelectorEventLoopUnixSocketTests.test_create_unix_server_bind_error":
+        "internal-only: patches asyncio.unix_events.socket to fake a bind() error (stock loop's module)",
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_not_available":
+        "internal-only: patches asyncio.unix_events.os to hide os.sendfile (stock loop's module)",
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_[bceo]*":
+        "internal-only: calls the selector loop's private _sock_sendfile_native_impl() and reads loop._selector",
+    "test_unix_events.UnixReadPipeTransportTests":
+        "internal-only: unit tests of asyncio's _UnixReadPipeTransport on a TestLoop with a mocked pipe and os.read",
+    "test_unix_events.UnixWritePipeTransportTests":
+        "internal-only: unit tests of asyncio's _UnixWritePipeTransport on a TestLoop with a mocked pipe and os.write",
+    "test_unix_events.SafeChildWatcherTests":
+        "internal-only: asyncio's SafeChildWatcher driven by a TestLoop with mocked os.waitpid (no loop under test)",
+    "test_unix_events.FastChildWatcherTests":
+        "internal-only: asyncio's FastChildWatcher driven by a TestLoop with mocked os.waitpid (no loop under test)",
+
     # ------------------------------------------- transports: TCP, Unix
     # (none left: TCP and Unix sockets, servers, streams and sendfile pass)
 

@@ -134,6 +134,41 @@ def hook_test_buffered_proto(module, lut):
     _hook_functional_new_loop(module, "BufferedProtocolSelectorTests", lut)
 
 
+def hook_test_unix_events(module, lut):
+    # SelectorEventLoopSignalTests and SelectorEventLoopUnixSocketTests build
+    # asyncio.SelectorEventLoop() in setUp: give them the loop under test
+    # (their tests that mock asyncio.unix_events internals are excluded in
+    # exclusions.py). PolicyTests.create_policy() builds a stock
+    # DefaultEventLoopPolicy, whose new_event_loop() makes stock loops: use
+    # the loop under test's policy (ferroloop.EventLoopPolicy subclasses
+    # asyncio's Unix policy, child watcher API included).
+    # Not hooked: SelectorEventLoopUnixSockSendfileTests and TestFunctional
+    # (asyncio.new_event_loop(), i.e. the policy); the pipe transport and
+    # child watcher tests (new_test_loop() + asyncio's own classes; excluded).
+    for class_name in ("SelectorEventLoopSignalTests",
+                       "SelectorEventLoopUnixSocketTests"):
+        cls = getattr(module, class_name, None)
+        if cls is None or "setUp" not in vars(cls):
+            raise RuntimeError(f"{module.__name__}: {class_name}.setUp not "
+                               "found; update tests/cpython/hooks.py")
+
+        def setUp(self):
+            test_utils.TestCase.setUp(self)
+            self.loop = lut.new_loop()
+            self.set_event_loop(self.loop)
+
+        cls.setUp = setUp
+
+    if "create_policy" not in vars(module.PolicyTests):
+        raise RuntimeError(f"{module.__name__}: PolicyTests.create_policy "
+                           "not found; update tests/cpython/hooks.py")
+
+    def create_policy(self):
+        return lut.policy_class()
+
+    module.PolicyTests.create_policy = create_policy
+
+
 HOOKS = {
     "test_events": hook_test_events,
     "test_sock_lowlevel": hook_test_sock_lowlevel,
@@ -142,6 +177,7 @@ HOOKS = {
     "test_sendfile": hook_test_sendfile,
     "test_server": hook_test_server,
     "test_buffered_proto": hook_test_buffered_proto,
+    "test_unix_events": hook_test_unix_events,
     # test_streams: StreamTests.setUp uses asyncio.new_event_loop() (the
     # policy). test_protocols: tests of the abstract protocol classes, no
     # loop at all.

@@ -53,6 +53,7 @@ REQUIRED_MODULES = [
     "test_sendfile",
     "test_buffered_proto",
     "test_protocols",
+    "test_unix_events",
 ]
 
 LOOP_ENV = "FERROLOOP_CONFORMANCE_LOOP"
