@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython bench bench-net bench-net-selftest lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython bench bench-net bench-net-selftest bench-proc lint fmt clean
 
 all: build
 
@@ -47,6 +47,9 @@ LOADGEN := cargo build --release -q --manifest-path benchmarks/loadgen/Cargo.tom
 bench-net: build
 	$(LOADGEN)
 	$(PY) benchmarks/net.py
+
+bench-proc: build
+	$(PY) benchmarks/proc_udp.py
 
 bench-net-selftest: build
 	$(LOADGEN)

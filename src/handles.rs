@@ -33,7 +33,13 @@ pub(crate) struct TimerState {
     pub(crate) cancel_counter: CancelCounter,
 }
 
-#[pyclass(frozen, subclass, weakref, freelist = 1024, module = "ferroloop._ferroloop")]
+#[pyclass(
+    frozen,
+    subclass,
+    weakref,
+    freelist = 1024,
+    module = "ferroloop._ferroloop"
+)]
 pub struct Handle {
     pub(crate) callback: GilCell<Option<Callback>>,
     pub(crate) context: Py<PyAny>,

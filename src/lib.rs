@@ -24,5 +24,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<socket_transport::SocketTransport>()?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_calls::read_fd, m)?)?;
     Ok(())
 }

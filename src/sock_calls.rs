@@ -193,3 +193,25 @@ pub(crate) fn send_nowait(sock: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> P
         Err(e) => Err(e),
     }
 }
+
+/// `os.read(fd, n)` through the shared read buffer: the same result and
+/// errors (BlockingIOError included), without allocating a `bytes` of `n`
+/// bytes per read. Pipe transports read with n = 256 KiB; a fresh
+/// allocation that size comes from mmap and is unmapped again on every read.
+#[pyfunction]
+pub(crate) fn read_fd<'py>(py: Python<'py>, fd: i32, n: isize) -> PyResult<Bound<'py, PyBytes>> {
+    if n < 0 {
+        return Err(PyValueError::new_err("negative buffersize in read"));
+    }
+    let n = n as usize;
+    if n > SHARED_READ_MAX {
+        let mut buf = vec![0u8; n];
+        let got = sockio::read(fd, &mut buf)?;
+        return Ok(PyBytes::new(py, &buf[..got]));
+    }
+    READ_BUFFER.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let got = sockio::read(fd, &mut buf[..n])?;
+        Ok(PyBytes::new(py, &buf[..got]))
+    })
+}

@@ -30,6 +30,30 @@ class SelectorDatagramTransport(selector_events._SelectorDatagramTransport):
 
     __repr__ = _socket_transport.SelectorSocketTransport.__repr__
 
+    # Datagrams are received into one buffer per transport: the stock
+    # ``recvfrom(256 KiB)`` allocates (and mmaps, then unmaps) a 256 KiB
+    # object for every datagram.
+    _read_buffer = None
+
+    def _read_ready(self):
+        if self._conn_lost:
+            return
+        buf = self._read_buffer
+        if buf is None:
+            buf = self._read_buffer = memoryview(bytearray(self.max_size))
+        try:
+            nbytes, addr = self._sock.recvfrom_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal read error on datagram transport')
+        else:
+            self._protocol.datagram_received(bytes(buf[:nbytes]), addr)
+
 
 class DatagramTransportView(asyncio.Transport):
     """The class a native datagram transport should report as __class__.

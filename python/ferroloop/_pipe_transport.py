@@ -13,6 +13,7 @@ place where that choice is made.
 """
 
 from asyncio import unix_events
+from asyncio.log import logger
 
 from . import _ferroloop
 
@@ -27,10 +28,31 @@ def _loop_can_tell_polling(loop):
 class UnixReadPipeTransport(unix_events._UnixReadPipeTransport):
     """asyncio's unix read-pipe transport, running on ferroloop's core.
 
-    Only the repr differs: the stock one asks the loop's ``_selector``
-    whether the fd is polled, and ferroloop has no selector object (code
-    that finds a ``_selector`` attribute assumes it can drive it).
+    The repr differs: the stock one asks the loop's ``_selector`` whether
+    the fd is polled, and ferroloop has no selector object (code that finds
+    a ``_selector`` attribute assumes it can drive it). And reads go through
+    ferroloop's shared read buffer: ``os.read(fd, 256 KiB)`` allocates (and
+    mmaps, then unmaps) a 256 KiB object on every read.
     """
+
+    def _read_ready(self):
+        try:
+            data = _ferroloop.read_fd(self._fileno, self.max_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal_error(exc, 'Fatal read error on pipe transport')
+            return
+        if data:
+            self._protocol.data_received(data)
+            return
+        # End of file: the same sequence as the stock transport.
+        if self._loop.get_debug():
+            logger.info("%r was closed by peer", self)
+        self._closing = True
+        self._loop._remove_reader(self._fileno)
+        self._loop.call_soon(self._protocol.eof_received)
+        self._loop.call_soon(self._call_connection_lost, None)
 
     def __repr__(self):
         info = [self.__class__.__name__]

@@ -31,6 +31,13 @@ pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize>
     cvt(unsafe { libc::recv(fd, ptr.cast(), len, 0) })
 }
 
+/// `read(fd, buf)`: for pipes and other non-socket fds. Ok(0) is end of file.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes for the
+    // duration of the call; the kernel validates `fd`.
+    cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
 /// `send(fd, buf, MSG_NOSIGNAL)`: a closed peer gives EPIPE, never SIGPIPE.
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a live slice of `buf.len()` bytes for the duration of
