@@ -25,7 +25,8 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// `recv(fd, ptr, len, 0)` into memory that may be uninitialised.
 ///
 /// # Safety
-/// `ptr` must be valid for writes of `len` bytes for the duration of the call.
+/// SAFETY: `ptr` must be valid for writes of `len` bytes for the duration of
+/// the call (the memory may be uninitialised; only the kernel writes it).
 pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
     // SAFETY: the caller guarantees `ptr..ptr+len` is writable.
     cvt(unsafe { libc::recv(fd, ptr.cast(), len, 0) })
