@@ -5,7 +5,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVarTuple, Unpack, final
 
-__all__ = ["LoopCore", "Handle", "TimerHandle", "SocketTransport"]
+__all__ = ["LoopCore", "Handle", "TimerHandle", "SocketTransport", "recv_nowait", "send_nowait", "read_fd"]
 
 _Ts = TypeVarTuple("_Ts")
 
