@@ -543,8 +543,4 @@ def test_argument_errors_match_asyncio(loop, kwargs):
     assert results['ferroloop'] == results['asyncio']
 
 
-def test_ssl_is_not_built_yet(loop):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with pytest.raises(NotImplementedError, match='TLS'):
-        run(loop, loop.create_server(asyncio.Protocol, '127.0.0.1', 0,
-                                     ssl=ctx))
+# TLS servers (ssl=) are tested in test_py_tls_streams.py.

@@ -453,16 +453,7 @@ def test_argument_errors_match_asyncio(loop, kwargs):
     assert results['ferroloop'][0] is ValueError
 
 
-def test_ssl_is_not_built_yet(loop):
-    import ssl
-    ctx = ssl.create_default_context()
-    with pytest.raises(NotImplementedError, match='TLS'):
-        run(loop, loop.create_connection(asyncio.Protocol, '127.0.0.1', 1,
-                                         ssl=ctx))
-    with pytest.raises(NotImplementedError, match='TLS'):
-        with socket.socket() as sock:
-            run(loop, loop.connect_accepted_socket(asyncio.Protocol, sock,
-                                                   ssl=ctx))
+# TLS connections (ssl=) are tested in test_py_tls_streams.py.
 
 
 def test_ssl_socket_refused(loop):

@@ -298,13 +298,4 @@ def test_server_argument_errors_match_asyncio(loop, kwargs):
     _compare_errors(loop, 'create_unix_server', kwargs)
 
 
-def test_ssl_is_not_built_yet(loop, path):
-    import ssl
-    with pytest.raises(NotImplementedError, match='TLS'):
-        run(loop, loop.create_unix_connection(
-            asyncio.Protocol, path, ssl=ssl.create_default_context(),
-            server_hostname='x'))
-    with pytest.raises(NotImplementedError, match='TLS'):
-        run(loop, loop.create_unix_server(
-            asyncio.Protocol, path,
-            ssl=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)))
+# TLS over Unix sockets (ssl=) is tested in test_py_tls_streams.py.

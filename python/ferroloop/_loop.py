@@ -24,6 +24,7 @@ from ._sock_ops import SockOpsMixin
 from ._subprocess import SubprocessMixin
 from ._tasks import TasksMixin
 from ._tcp import TcpMixin
+from ._tls import TlsMixin
 from ._transports import TransportsMixin
 from ._udp import UdpMixin
 from ._unix import UnixSocketsMixin
@@ -34,7 +35,7 @@ from ._unix import UnixSocketsMixin
 class Loop(RunningMixin, SubprocessMixin,  # type: ignore[misc]
            LifecycleMixin, TasksMixin,
            ExceptionHandlingMixin, AsyncGensMixin, ExecutorMixin, DnsMixin,
-           SockOpsMixin, TcpMixin, UdpMixin, UnixSocketsMixin, ServersMixin,
+           SockOpsMixin, TcpMixin, TlsMixin, UdpMixin, UnixSocketsMixin, ServersMixin,
            SendfileMixin, SignalsMixin, PipesMixin, TransportsMixin,
            LoopCore, PlannedMixin, asyncio.AbstractEventLoop):
     """asyncio event loop running on ferroloop's native core.

@@ -7,21 +7,9 @@ native method wins without any change here.
 """
 
 # method name -> the feature that will provide it
-PLANNED = {
-    'start_tls': 'TLS',
+PLANNED: dict = {
+    # (empty: TLS, the last one, is built; see _tls)
 }
-
-
-def tls_not_built_yet(method):
-    """The error for a real ssl= argument to `method`.
-
-    The argument checks that do not need TLS (and their ValueErrors) run
-    first, as in the stock loop; only a call that would start a handshake
-    gets this.
-    """
-    return NotImplementedError(
-        f"ferroloop does not implement {method}() with ssl= yet "
-        f"(TLS: planned)")
 
 
 def _not_implemented_yet(name, feature):
@@ -42,4 +30,3 @@ class PlannedMixin:
 
 for _name, _feature in PLANNED.items():
     setattr(PlannedMixin, _name, _not_implemented_yet(_name, _feature))
-del _name, _feature

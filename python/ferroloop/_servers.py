@@ -22,7 +22,6 @@ from asyncio import tasks
 from asyncio import trsock
 from asyncio.log import logger
 
-from ._planned import tls_not_built_yet
 from ._sock_ops import _check_not_ssl
 
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
@@ -96,9 +95,6 @@ class ServersMixin:
             raise ValueError('Neither host/port nor sock were specified')
         elif sock.type != socket.SOCK_STREAM:
             raise ValueError(f'A Stream Socket was expected, got {sock!r}')
-
-        if ssl is not None:
-            raise tls_not_built_yet('create_server')
 
         if bind_by_address:
             if reuse_address is None:
@@ -253,12 +249,23 @@ class ServersMixin:
         try:
             protocol = protocol_factory()
             waiter = self.create_future()
-            transport = self._make_socket_transport(
-                conn, protocol, waiter=waiter, extra=extra, server=server)
+            if sslcontext:
+                transport = self._make_ssl_transport(
+                    conn, protocol, sslcontext, waiter=waiter,
+                    server_side=True, extra=extra, server=server,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout)
+            else:
+                transport = self._make_socket_transport(
+                    conn, protocol, waiter=waiter, extra=extra,
+                    server=server)
             try:
                 await waiter
             except BaseException:
                 transport.close()
+                # A handshake error set on the waiter references the
+                # SSLProtocol: drop it rather than keep a cycle (gh-109534).
+                waiter = None
                 raise
             # From here on the protocol owns the connection.
         except (SystemExit, KeyboardInterrupt):

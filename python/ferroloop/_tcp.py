@@ -14,7 +14,6 @@ import socket
 from asyncio import staggered
 from asyncio.log import logger
 
-from ._planned import tls_not_built_yet
 from ._sock_ops import _check_not_ssl
 
 
@@ -99,9 +98,6 @@ class TcpMixin:
         elif sock.type != socket.SOCK_STREAM:
             # AF_UNIX stream sockets are accepted here too, as in asyncio.
             raise ValueError(f'A Stream Socket was expected, got {sock!r}')
-
-        if ssl:
-            raise tls_not_built_yet('create_connection')
 
         if connect_by_address:
             if happy_eyeballs_delay is not None and interleave is None:
@@ -228,13 +224,19 @@ class TcpMixin:
             server_hostname, server_side=False,
             ssl_handshake_timeout=None,
             ssl_shutdown_timeout=None):
-        if ssl:
-            # Callers check first; this guards other paths into here.
-            raise tls_not_built_yet('create_connection')
         sock.setblocking(False)
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = self._make_socket_transport(sock, protocol, waiter)
+        if ssl:
+            # ssl=True: SSLProtocol makes a default client context.
+            sslcontext = None if isinstance(ssl, bool) else ssl
+            transport = self._make_ssl_transport(
+                sock, protocol, sslcontext, waiter,
+                server_side=server_side, server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout)
+        else:
+            transport = self._make_socket_transport(sock, protocol, waiter)
         try:
             # Resolved once connection_made has run.
             await waiter
@@ -261,8 +263,6 @@ class TcpMixin:
             raise ValueError(
                 'ssl_shutdown_timeout is only meaningful with ssl')
         _check_not_ssl(sock)
-        if ssl:
-            raise tls_not_built_yet('connect_accepted_socket')
 
         transport, protocol = await self._create_connection_transport(
             sock, protocol_factory, ssl, '', server_side=True,

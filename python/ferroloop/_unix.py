@@ -19,7 +19,6 @@ from asyncio import tasks
 from asyncio import unix_events
 from asyncio.log import logger
 
-from ._planned import tls_not_built_yet
 
 # Feature-detected, not assumed: 3.13 added cleanup_socket.
 _HAS_CLEANUP_SOCKET = 'cleanup_socket' in inspect.signature(
@@ -93,9 +92,6 @@ class UnixSocketsMixin:
         else:
             _check_unix_stream_socket(sock)
 
-        if ssl:
-            raise tls_not_built_yet('create_unix_connection')
-
         if path is not None:
             path = os.fspath(path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
@@ -134,9 +130,6 @@ class UnixSocketsMixin:
             raise ValueError('path was not specified, and no sock specified')
         else:
             _check_unix_stream_socket(sock)
-
-        if ssl:
-            raise tls_not_built_yet('create_unix_server')
 
         if path is not None:
             sock = self._bound_unix_socket(os.fspath(path))
