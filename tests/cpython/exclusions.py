@@ -27,11 +27,10 @@ CATEGORIES = (
 # The features being built now: `run.py --in-progress` runs the excluded
 # tests whose reason contains one of these, i.e. the to-do list of that work.
 # (Issue 3's TCP / Unix sockets / sendfile entries are all gone: their tests
-# pass. Put the next feature here, e.g. "transport not built yet: SSL".)
+# pass; so are issue 5's "transport not built yet: SSL ..." entries. Put the
+# next feature here.)
 IN_PROGRESS = (
-    "transport not built yet: TCP",
-    "transport not built yet: Unix sockets",
-    "transport not built yet: sendfile",
+    "transport not built yet: SSL",
 )
 
 EXCLUSIONS = {
@@ -78,24 +77,8 @@ EXCLUSIONS = {
     # (none left: TCP and Unix sockets, servers, streams and sendfile pass)
 
     # ------------------------------------------------------- transports: SSL
-    "test_events.EventLoopTests.test_create_ssl_connection":
-        "transport not built yet: SSL (create_connection ssl=)",
-    "test_events.EventLoopTests.test_create_ssl_unix_connection":
-        "transport not built yet: SSL (create_unix_connection ssl=)",
-    "test_events.EventLoopTests.test_ssl_connect_accepted_socket":
-        "transport not built yet: SSL (connect_accepted_socket ssl=)",
-    "test_events.EventLoopTests.test_create_server_ssl*":
-        "transport not built yet: SSL server (create_server ssl=)",
-    "test_events.EventLoopTests.test_create_unix_server_ssl*":
-        "transport not built yet: SSL server (create_unix_server ssl=)",
-    "test_streams.StreamTests.test_open_connection_no_loop_ssl":
-        "transport not built yet: SSL (open_connection ssl=)",
-    "test_streams.StreamTests.test_open_unix_connection_no_loop_ssl":
-        "transport not built yet: SSL (open_unix_connection ssl=)",
-    "test_streams.StreamTests.test_start_tls":
-        "transport not built yet: SSL (StreamWriter.start_tls)",
-    "test_sendfile.EventLoopTests.test_sendfile_ssl*":
-        "transport not built yet: SSL (loop.sendfile over TLS)",
+    # (none left: ssl= on connections/servers, start_tls and sendfile over TLS
+    # pass: test_events, test_streams, test_sendfile, test_ssl, test_sslproto)
 
     # ----------------------------------------------- UDP, pipes, subprocess
     # (none left: their tests pass)

@@ -134,6 +134,15 @@ def hook_test_buffered_proto(module, lut):
     _hook_functional_new_loop(module, "BufferedProtocolSelectorTests", lut)
 
 
+def hook_test_sslproto(module, lut):
+    # SelectorStartTLSTests (BaseStartTLS) is a FunctionalTestCaseMixin whose
+    # new_loop() builds asyncio.SelectorEventLoop(). SslProtoHandshakeTests
+    # gets its loop from asyncio.new_event_loop() (the policy), but unit-tests
+    # asyncio's SSLProtocol with a mocked transport/SSLObject: excluded as
+    # internal-only.
+    _hook_functional_new_loop(module, "SelectorStartTLSTests", lut)
+
+
 def hook_test_unix_events(module, lut):
     # SelectorEventLoopSignalTests and SelectorEventLoopUnixSocketTests build
     # asyncio.SelectorEventLoop() in setUp: give them the loop under test
@@ -178,9 +187,11 @@ HOOKS = {
     "test_server": hook_test_server,
     "test_buffered_proto": hook_test_buffered_proto,
     "test_unix_events": hook_test_unix_events,
+    "test_sslproto": hook_test_sslproto,
     # test_streams: StreamTests.setUp uses asyncio.new_event_loop() (the
     # policy). test_protocols: tests of the abstract protocol classes, no
-    # loop at all.
+    # loop at all. test_ssl: TestSSL.setUp and TestSSL.new_loop() use
+    # asyncio.new_event_loop() (the policy).
 }
 
 

@@ -54,6 +54,8 @@ REQUIRED_MODULES = [
     "test_buffered_proto",
     "test_protocols",
     "test_unix_events",
+    "test_ssl",
+    "test_sslproto",
 ]
 
 LOOP_ENV = "FERROLOOP_CONFORMANCE_LOOP"
