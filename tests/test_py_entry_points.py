@@ -12,7 +12,6 @@ import threading
 import pytest
 
 import ferroloop
-from ferroloop._planned import PlannedMixin
 
 
 @pytest.fixture
@@ -214,40 +213,6 @@ def test_main_script_exit_code_and_errors(tmp_path):
     result = run_ferroloop_main([], cwd=tmp_path)
     assert result.returncode == 2
     assert 'usage: python -m ferroloop' in result.stderr
-
-
-PLANNED_CALLS = {
-    'create_connection': ('TCP transports', (asyncio.Protocol, '127.0.0.1', 1)),
-    'create_server': ('TCP servers', (asyncio.Protocol, '127.0.0.1', 0)),
-    'create_unix_connection': ('Unix socket transports', (asyncio.Protocol, '/x')),
-    'create_unix_server': ('Unix socket servers', (asyncio.Protocol, '/x')),
-    'create_datagram_endpoint': ('UDP transports', (asyncio.DatagramProtocol,)),
-    'connect_accepted_socket': ('TCP transports', (asyncio.Protocol, None)),
-    'connect_read_pipe': ('pipe transports', (asyncio.Protocol, None)),
-    'connect_write_pipe': ('pipe transports', (asyncio.Protocol, None)),
-    'subprocess_exec': ('subprocess transports', (asyncio.Protocol, 'true')),
-    'subprocess_shell': ('subprocess transports', (asyncio.Protocol, 'true')),
-    'start_tls': ('TLS', (None, None, None)),
-    'sendfile': ('sendfile on transports', (None, None)),
-    'sock_sendfile': ('sendfile', (None, None)),
-}
-
-
-@pytest.mark.parametrize('name', sorted(PLANNED_CALLS))
-def test_planned_apis_raise_not_implemented(name):
-    feature, args = PLANNED_CALLS[name]
-    loop = ferroloop.new_event_loop()
-    try:
-        placeholder = getattr(PlannedMixin, name, None)
-        if placeholder is None or getattr(ferroloop.Loop, name) is not placeholder:
-            pytest.skip(f'{name} is implemented now')
-        method = getattr(loop, name)
-        with pytest.raises(NotImplementedError) as info:
-            loop.run_until_complete(method(*args))
-        assert str(info.value) == (
-            f'ferroloop does not implement {name} yet ({feature}: planned)')
-    finally:
-        loop.close()
 
 
 def test_every_abstract_loop_method_is_implemented():

@@ -15,7 +15,6 @@ from ._exception_handling import ExceptionHandlingMixin
 from ._executor import ExecutorMixin
 from ._lifecycle import LifecycleMixin
 from ._pipes import PipesMixin
-from ._planned import PlannedMixin
 from ._running import RunningMixin
 from ._sendfile import SendfileMixin
 from ._servers import ServersMixin
@@ -37,7 +36,7 @@ class Loop(RunningMixin, SubprocessMixin,  # type: ignore[misc]
            ExceptionHandlingMixin, AsyncGensMixin, ExecutorMixin, DnsMixin,
            SockOpsMixin, TcpMixin, TlsMixin, UdpMixin, UnixSocketsMixin, ServersMixin,
            SendfileMixin, SignalsMixin, PipesMixin, TransportsMixin,
-           LoopCore, PlannedMixin, asyncio.AbstractEventLoop):
+           LoopCore, asyncio.AbstractEventLoop):
     """asyncio event loop running on ferroloop's native core.
 
     Mixins come before LoopCore so their methods (close, set_debug,
@@ -45,9 +44,7 @@ class Loop(RunningMixin, SubprocessMixin,  # type: ignore[misc]
     ServersMixin because its _stop_serving extends the TCP one, and
     SubprocessMixin before LifecycleMixin because its close() extends
     that one (reaping children still running).
-    PlannedMixin comes after LoopCore so native implementations replace its
-    placeholders; AbstractEventLoop is last because it only defines the
-    interface.
+    AbstractEventLoop is last because it only defines the interface.
     """
 
     # Shown in reprs and tracebacks under the name users import it by.
