@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython bench bench-net bench-net-selftest bench-proc lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
 
 all: build
 
@@ -50,6 +50,9 @@ bench-net: build
 
 bench-proc: build
 	$(PY) benchmarks/proc_udp.py
+
+bench-tls: build
+	$(PY) benchmarks/tls.py
 
 bench-net-selftest: build
 	$(LOADGEN)
