@@ -13,6 +13,8 @@ mod run_loop;
 mod sock_calls;
 mod socket_transport;
 mod state;
+mod tls_protocol;
+mod writable_buffer;
 
 use pyo3::prelude::*;
 
@@ -25,5 +27,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::read_fd, m)?)?;
+    m.add_class::<tls_protocol::TlsProtocolCore>()?;
+    m.add_function(wrap_pyfunction!(tls_protocol::tls_app_write, m)?)?;
     Ok(())
 }

@@ -29,6 +29,7 @@ use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
 use crate::pyhelpers::asyncio_logger;
 use crate::sock_calls::recv_bytes_copied;
+use crate::writable_buffer::recv_into_object;
 
 /// asyncio's `max_size`: the most one read asks the kernel for.
 const MAX_READ: usize = crate::sock_calls::SHARED_READ_MAX;
@@ -390,18 +391,16 @@ impl SocketTransport {
                 )
             }
         };
-        let Some(sock) = slf.get().st(py).sock.as_ref().map(|s| s.clone_ref(py)) else {
-            return Ok(());
-        };
-        let nbytes: usize = match sock.bind(py).call_method1(intern!(py, "recv_into"), (buf,)) {
-            Ok(n) => n.extract()?,
-            Err(err)
-                if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
-                    || err.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
-            {
-                return Ok(())
+        if slf.get().st(py).sock.is_none() {
+            return Ok(()); // get_buffer() closed the transport
+        }
+        let nbytes: usize = match recv_into_object(slf.get().fd, &buf) {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) if sockio::would_block(&e) => return Ok(()),
+            Ok(Err(e)) => {
+                return Self::fatal_error(slf, e.into(), "Fatal read error on socket transport")
             }
-            Err(err) if is_exit(py, &err) => return Err(err),
+            // Not a writable buffer: the TypeError recv_into raises.
             Err(err) => return Self::fatal_error(slf, err, "Fatal read error on socket transport"),
         };
         if nbytes == 0 {

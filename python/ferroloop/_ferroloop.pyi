@@ -5,7 +5,8 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVarTuple, Unpack, final
 
-__all__ = ["LoopCore", "Handle", "TimerHandle", "SocketTransport", "recv_nowait", "send_nowait", "read_fd"]
+__all__ = ["LoopCore", "Handle", "TimerHandle", "SocketTransport", "recv_nowait", "send_nowait", "read_fd",
+           "TlsProtocolCore", "tls_app_write"]
 
 _Ts = TypeVarTuple("_Ts")
 
@@ -142,3 +143,39 @@ class SocketTransport:
 def recv_nowait(sock: socket.socket, n: int, /) -> bytes | None: ...
 def send_nowait(sock: socket.socket, data: bytes | bytearray | memoryview, /) -> int: ...
 def read_fd(fd: int, n: int, /) -> bytes: ...
+
+class TlsProtocolCore:
+    """Native base of ferroloop._tls_protocol.SSLProtocol: asyncio
+    sslproto.SSLProtocol's per-record methods, and the attributes they read
+    stored natively under SSLProtocol's attribute names."""
+
+    _state: Any  # asyncio.sslproto.SSLProtocolState
+    _sslobj: Any  # ssl.SSLObject
+    _incoming: Any  # ssl.MemoryBIO
+    _outgoing: Any  # ssl.MemoryBIO
+    _write_backlog: Any  # collections.deque of bytes-like
+    _write_buffer_size: int
+    _transport: Any
+    _app_protocol: Any
+    _app_protocol_is_buffer: bool
+    _app_reading_paused: bool
+    _app_writing_paused: bool
+    _ssl_reading_paused: bool
+    _ssl_writing_paused: bool
+    _incoming_high_water: int | float | None
+    _incoming_low_water: int | float | None
+    _outgoing_high_water: int | float | None
+    _outgoing_low_water: int | float | None
+    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    def get_buffer(self, n: int) -> memoryview: ...
+    def buffer_updated(self, nbytes: int) -> None: ...
+    def _do_read(self) -> None: ...
+    def _do_read__copied(self) -> None: ...
+    def _do_write(self) -> None: ...
+    def _process_outgoing(self) -> None: ...
+    def _control_app_writing(self) -> None: ...
+    def _control_ssl_reading(self) -> None: ...
+    def _write_appdata(self, list_of_data: Any) -> None: ...
+
+# _SSLProtocolTransport.write for the app transport of a ferroloop SSLProtocol.
+def tls_app_write(ssl_protocol: Any, data: bytes | bytearray | memoryview, /) -> None: ...

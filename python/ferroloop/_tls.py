@@ -1,10 +1,12 @@
 """TLS: ssl= on connections and servers, and loop.start_tls.
 
-As in the stock loop, TLS is asyncio's own ``sslproto.SSLProtocol`` layered
-over a plain socket transport: the SSLProtocol is the socket transport's
+As in the stock loop, TLS is asyncio's ``sslproto.SSLProtocol`` layered
+over a plain socket transport -- here its subclass from ``_tls_protocol``,
+whose per-record methods are native and whose state machine is the stock
+Python code.  The SSLProtocol is the socket transport's
 (buffered) protocol, runs the TLS state machine on an ``ssl.MemoryBIO``
 pair, and hands the user's protocol an app transport
-(``sslproto._SSLProtocolTransport``) that encrypts on write and answers
+(a ``sslproto._SSLProtocolTransport``) that encrypts on write and answers
 get_extra_info('ssl_object' / 'peercert' / 'cipher' / 'compression' /
 'sslcontext'), falling back to the socket transport for the rest
 (peername, socket, ...).  Handshake failures, timeouts and shutdown are all
@@ -18,7 +20,8 @@ start_tls.
 """
 
 from asyncio import constants
-from asyncio import sslproto
+
+from ._tls_protocol import SSLProtocol
 
 try:
     import ssl
@@ -40,7 +43,7 @@ class TlsMixin:
         protocol.connection_made has run, or fails with the handshake's
         error.
         """
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter,
             server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
@@ -74,7 +77,7 @@ class TlsMixin:
                 f'transport {transport!r} is not supported by start_tls()')
 
         waiter = self.create_future()
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SSLProtocol(
             self, protocol, sslcontext, waiter,
             server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,

@@ -136,11 +136,32 @@ def hook_test_buffered_proto(module, lut):
 
 def hook_test_sslproto(module, lut):
     # SelectorStartTLSTests (BaseStartTLS) is a FunctionalTestCaseMixin whose
-    # new_loop() builds asyncio.SelectorEventLoop(). SslProtoHandshakeTests
-    # gets its loop from asyncio.new_event_loop() (the policy), but unit-tests
-    # asyncio's SSLProtocol with a mocked transport/SSLObject: excluded as
-    # internal-only.
+    # new_loop() builds asyncio.SelectorEventLoop().
     _hook_functional_new_loop(module, "SelectorStartTLSTests", lut)
+    # SslProtoHandshakeTests unit-tests sslproto.SSLProtocol with a mocked
+    # transport and SSLObject. ferroloop's loop uses its own SSLProtocol
+    # (asyncio's with the record path native, python/ferroloop/_tls_protocol.py),
+    # so run the same tests a second time with that class in its place.
+    if lut.name != "ferroloop":
+        return
+    base = getattr(module, "SslProtoHandshakeTests", None)
+    if base is None or "ssl_protocol" not in vars(base):
+        raise RuntimeError(f"{module.__name__}: SslProtoHandshakeTests."
+                           "ssl_protocol not found; update tests/cpython/hooks.py")
+    from unittest import mock
+
+    from ferroloop._tls_protocol import SSLProtocol as FerroloopSSLProtocol
+
+    def setUp(self):
+        base.setUp(self)
+        patcher = mock.patch.object(module.sslproto, "SSLProtocol",
+                                    FerroloopSSLProtocol)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    name = "FerroloopSslProtoHandshakeTests"
+    setattr(module, name, type(name, (base,), {
+        "setUp": setUp, "__module__": module.__name__, "__qualname__": name}))
 
 
 def hook_test_unix_events(module, lut):
