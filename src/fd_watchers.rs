@@ -8,8 +8,7 @@ use ferroloop_engine::Interest;
 use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::handles::Handle;
-use crate::state::LoopState;
+use crate::state::{LoopState, Runnable};
 
 /// Which side of an fd a watcher is on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,14 +55,14 @@ fn interest(state: &LoopState, fd: RawFd) -> Interest {
     }
 }
 
-/// Registers `handle` for `fd`'s side, replacing (and returning, for the
-/// caller to cancel) a previous handle.
+/// Registers `watcher` for `fd`'s side, replacing (and returning, for the
+/// caller to retire) a previous watcher.
 pub(crate) fn add(
     state: &mut LoopState,
     fd: RawFd,
     side: Side,
-    handle: Py<Handle>,
-) -> PyResult<Option<Py<Handle>>> {
+    watcher: Runnable,
+) -> PyResult<Option<Runnable>> {
     let old = interest(state, fd);
     let mut new = old;
     match side {
@@ -82,17 +81,17 @@ pub(crate) fn add(
         Side::Read => &mut state.readers,
         Side::Write => &mut state.writers,
     };
-    Ok(map.insert(fd, handle))
+    Ok(map.insert(fd, watcher))
 }
 
-/// Unregisters `fd`'s side; returns the handle that was registered.
-pub(crate) fn remove(state: &mut LoopState, fd: RawFd, side: Side) -> PyResult<Option<Py<Handle>>> {
+/// Unregisters `fd`'s side; returns the watcher that was registered.
+pub(crate) fn remove(state: &mut LoopState, fd: RawFd, side: Side) -> PyResult<Option<Runnable>> {
     let old = interest(state, fd);
     let map = match side {
         Side::Read => &mut state.readers,
         Side::Write => &mut state.writers,
     };
-    let Some(handle) = map.remove(&fd) else {
+    let Some(watcher) = map.remove(&fd) else {
         return Ok(None);
     };
     let new = interest(state, fd);
@@ -101,5 +100,5 @@ pub(crate) fn remove(state: &mut LoopState, fd: RawFd, side: Side) -> PyResult<O
         // the watcher is removed either way.
         let _ = poller.update(fd, old, new);
     }
-    Ok(Some(handle))
+    Ok(Some(watcher))
 }

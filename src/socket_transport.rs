@@ -16,9 +16,7 @@ use std::os::fd::RawFd;
 
 use ferroloop_engine::write_queue::{COALESCE_MAX, MAX_IOV};
 use ferroloop_engine::{sockio, WriteQueue};
-use pyo3::exceptions::{
-    PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -27,7 +25,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 use crate::fd_watchers::Side;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
-use crate::pyhelpers::asyncio_logger;
+use crate::pyhelpers::{asyncio_logger, is_exit};
 use crate::sock_calls::recv_bytes_copied;
 
 /// asyncio's `max_size`: the most one read asks the kernel for.
@@ -87,10 +85,6 @@ fn cached<'py>(
             Ok::<_, PyErr>(py.import(module)?.getattr(name)?.unbind())
         })?
         .bind(py))
-}
-
-fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
 impl SocketTransport {
