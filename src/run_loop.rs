@@ -106,11 +106,21 @@ fn run_once(
                 continue;
             }
             let fd = ev.token as i32;
+            let oneshot = fd_watchers::note_reported(&mut st, fd);
             if ev.readable {
                 queue_watcher(&mut st, py, fd, Side::Read, garbage);
             }
             if ev.writable {
                 queue_watcher(&mut st, py, fd, Side::Write, garbage);
+            }
+            // The report disarmed the whole one-shot registration: re-arm it
+            // for a waiter on the side that was not reported (a reader and a
+            // writer waiting on one socket).
+            if oneshot
+                && ((!ev.readable && st.readers.contains_key(&fd))
+                    || (!ev.writable && st.writers.contains_key(&fd)))
+            {
+                let _ = fd_watchers::sync(&mut st, fd);
             }
         }
     }

@@ -143,7 +143,10 @@ impl SockWaiter {
             return Ok(());
         }
         match attempt(py, sock.bind(py), plain, &op) {
-            Ok(Step::Wait) => Ok(()),
+            Ok(Step::Wait) => {
+                self.rearm(py, core);
+                Ok(())
+            }
             Ok(Step::Sent(pos)) => {
                 if let Some(Pending {
                     op: SockOp::SendAll { pos: at, .. },
@@ -152,6 +155,7 @@ impl SockWaiter {
                 {
                     *at = pos;
                 }
+                self.rearm(py, core);
                 Ok(())
             }
             Ok(Step::Done(value)) => {
@@ -176,6 +180,14 @@ impl SockWaiter {
         // Dropped here, with no cell borrowed.
         drop(removed);
         drop(pending);
+    }
+
+    /// Waits again: re-arms the fd's registration, which the report that
+    /// ran this waiter disarmed if it was one-shot.
+    fn rearm(&self, py: Python<'_>, core: &LoopCore) {
+        // If that fails, the fd was closed under the wait: as with a
+        // level-triggered reader on a closed fd, nothing will wake it.
+        let _ = fd_watchers::sync(&mut core.state(py), self.fd);
     }
 
     /// Whether this waiter resolves `fut`.

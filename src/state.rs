@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use ferroloop_engine::{Poller, ReadyQueue, Timer, TimerHeap};
+use ferroloop_engine::{Poller, ReadyQueue, Registration, Timer, TimerHeap};
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -69,6 +69,10 @@ pub(crate) struct LoopState {
     /// waiters) by fd: one per fd and side, as in asyncio.
     pub(crate) readers: HashMap<RawFd, Runnable>,
     pub(crate) writers: HashMap<RawFd, Runnable>,
+    /// The poller's registration of each fd, as far as the loop knows: kept
+    /// by `fd_watchers::sync`. A one-shot that fired has no interest left
+    /// (the kernel disarmed it) and may outlive the fd's watchers.
+    pub(crate) registered: HashMap<RawFd, Registration>,
     /// None once the loop is closed.
     pub(crate) poller: Option<Arc<Poller>>,
 }
@@ -80,6 +84,7 @@ impl LoopState {
             timers: TimerHeap::new(),
             readers: HashMap::new(),
             writers: HashMap::new(),
+            registered: HashMap::new(),
             poller: Some(poller),
         }
     }
@@ -113,6 +118,7 @@ impl LoopState {
         );
         out.extend(self.readers.drain().map(|(_, r)| r));
         out.extend(self.writers.drain().map(|(_, r)| r));
+        self.registered.clear();
         out
     }
 }
