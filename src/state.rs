@@ -5,7 +5,7 @@
 //! Python objects taken out of the state are dropped only after unlocking
 //! (their destructors may run arbitrary code, including loop methods).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
@@ -51,11 +51,19 @@ impl Runnable {
         }
     }
 
-    /// GC traversal of what this holds.
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    /// GC traversal of what this holds. A waiter is shared (`Arc`) by the
+    /// fd map and the ready queue, but holds one reference to each Python
+    /// object: `seen` makes sure each waiter is visited once, or the
+    /// collector would count its references twice.
+    fn traverse(
+        &self,
+        visit: &PyVisit<'_>,
+        seen: &mut HashSet<*const SockWaiter>,
+    ) -> Result<(), PyTraverseError> {
         match self {
             Runnable::Handle(h) => visit.call(h),
-            Runnable::Sock(w) => w.traverse(visit),
+            Runnable::Sock(w) if seen.insert(Arc::as_ptr(w)) => w.traverse(visit),
+            Runnable::Sock(_) => Ok(()),
         }
     }
 }
@@ -95,11 +103,12 @@ impl LoopState {
 
     /// GC traversal of every watcher, queued callback and scheduled handle.
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let mut seen = HashSet::new();
         for r in self.readers.values().chain(self.writers.values()) {
-            r.traverse(visit)?;
+            r.traverse(visit, &mut seen)?;
         }
         for r in self.ready.iter() {
-            r.traverse(visit)?;
+            r.traverse(visit, &mut seen)?;
         }
         for s in self.timers.iter() {
             visit.call(&s.0)?;

@@ -10,6 +10,7 @@ nothing to read and registers its wait); no test sleeps to synchronise.
 
 import asyncio
 import errno
+import gc
 import socket
 import struct
 
@@ -403,6 +404,29 @@ def test_keyboard_interrupt_from_the_retry_propagates(loop):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             loop.run_until_complete(task)
+        assert loop.remove_reader(a) is False
+
+
+def test_wait_survives_an_interrupted_iteration(loop):
+    # A callback ready in the same iteration raises KeyboardInterrupt before
+    # the wait's retry runs: the rest of the iteration runs on the next
+    # run, and a garbage collection in between finds everything intact.
+    a, b = pair()
+    c, d = pair()
+    with a, b, c, d:
+        def interrupt():
+            loop.remove_reader(c)
+            raise KeyboardInterrupt
+
+        task = loop.create_task(loop.sock_recv(a, 10))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.add_reader(c, interrupt)
+        d.send(b'x')
+        b.send(b'data')
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(task)
+        gc.collect()
+        assert run(loop, task) == b'data'
         assert loop.remove_reader(a) is False
 
 
