@@ -3,7 +3,8 @@
 //! 1. drop cancelled timers (compacting the heap when most are cancelled);
 //! 2. poll: timeout 0 when callbacks are ready, else until the next timer;
 //!    the GIL is released only for a poll that may block;
-//! 3. fd readiness becomes ready callbacks;
+//! 3. fd readiness becomes ready callbacks (or socket operations' native
+//!    waiters, which take their turn in the queue like callbacks);
 //! 4. expired timers become ready callbacks, in (when, seq) order;
 //! 5. run exactly the callbacks that were ready at this point.
 //!
@@ -231,7 +232,7 @@ fn report_callback_error(slf: &Bound<'_, LoopCore>, item: &Runnable, err: PyErr)
         Runnable::Handle(handle) => handle,
         Runnable::Sock(waiter) => {
             let context = PyDict::new(py);
-            let message = format!("Exception in callback {}", waiter.describe(py));
+            let message = format!("Exception in callback {}", waiter.describe());
             context.set_item("message", message)?;
             context.set_item("exception", err.into_value(py))?;
             slf.call_method1("call_exception_handler", (context,))?;

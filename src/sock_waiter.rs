@@ -100,6 +100,8 @@ struct Pending {
 pub(crate) struct SockWaiter {
     pub(crate) fd: RawFd,
     pub(crate) side: Side,
+    /// asyncio's name for the retry callback, for error reports.
+    name: &'static str,
     /// None once the wait is over (resolved, cancelled or replaced): a copy
     /// still in the ready queue then does nothing.
     pending: GilCell<Option<Pending>>,
@@ -206,13 +208,8 @@ impl SockWaiter {
     }
 
     /// A short description for error reports: asyncio's callback name.
-    pub(crate) fn describe(&self, py: Python<'_>) -> String {
-        let name = self
-            .pending
-            .borrow_mut(py)
-            .as_ref()
-            .map_or("_sock_op", |p| p.op.name());
-        format!("{name}(fd={})", self.fd)
+    pub(crate) fn describe(&self) -> String {
+        format!("{}(fd={})", self.name, self.fd)
     }
 
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -359,6 +356,7 @@ pub(crate) fn wait<'py>(
     let waiter = Arc::new(SockWaiter {
         fd,
         side,
+        name: op.name(),
         pending: GilCell::new(Some(Pending {
             fut: fut.clone().unbind(),
             sock: sock.clone().unbind(),

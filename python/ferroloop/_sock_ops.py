@@ -114,13 +114,17 @@ class SockOpsMixin:
         if data is not None:
             return data
         fd = sock.fileno()
+        # As in the stock loop, only an operation that has to wait is
+        # refused on a transport's socket. The weak dict's own lookup is
+        # Python code: its plain dict is checked first.
         if fd in self._transports.data:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_recv(fd, sock, n)
         try:
             return await fut
         except BaseException:
-            # Cancelled: the waiter is still registered (unless replaced).
+            # Cancelled (or this coroutine closed): the waiter is still
+            # registered, unless it was replaced or failed the future.
             self._sock_unwait(fd, False, fut)
             raise
 
