@@ -11,6 +11,7 @@ mod loop_core;
 mod pyhelpers;
 mod run_loop;
 mod sock_calls;
+mod sock_waiter;
 mod socket_transport;
 mod state;
 mod tls_protocol;
@@ -26,6 +27,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<socket_transport::SocketTransport>()?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_calls::recv_into_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::read_fd, m)?)?;
     m.add_class::<tls_protocol::TlsProtocolCore>()?;
     m.add_function(wrap_pyfunction!(tls_protocol::tls_app_write, m)?)?;

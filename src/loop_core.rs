@@ -22,7 +22,8 @@ use crate::fd_watchers::{self, Side};
 use crate::gil_cell::{GilCell, GilRefMut};
 use crate::handles::{Handle, TimerHandle, TimerState};
 use crate::pyhelpers::{extract_stack, lock};
-use crate::state::{LoopState, Scheduled};
+use crate::sock_waiter::{self, SockOp};
+use crate::state::{LoopState, Runnable, Scheduled};
 
 /// Token under which the waker's eventfd is registered with the poller.
 pub(crate) const WAKER_TOKEN: u64 = u64::MAX;
@@ -69,7 +70,7 @@ impl LoopCore {
     }
 
     #[inline]
-    fn ensure_open(&self) -> PyResult<()> {
+    pub(crate) fn ensure_open(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(PyRuntimeError::new_err("Event loop is closed"));
         }
@@ -114,7 +115,9 @@ impl LoopCore {
     fn push_ready<'py>(&self, py: Python<'py>, handle: Handle) -> PyResult<Bound<'py, Handle>> {
         let handle = Bound::new(py, handle)?;
         untrack_one_shot(&handle);
-        self.state(py).ready.push(handle.clone().unbind());
+        self.state(py)
+            .ready
+            .push(Runnable::Handle(handle.clone().unbind()));
         Ok(handle)
     }
 
@@ -172,9 +175,14 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
         let handle = Py::new(py, self.make_handle(py, callback, args, None, None, false)?)?;
-        let replaced = fd_watchers::add(&mut self.state(py), fd, side, handle.clone_ref(py))?;
+        let replaced = fd_watchers::add(
+            &mut self.state(py),
+            fd,
+            side,
+            Runnable::Handle(handle.clone_ref(py)),
+        )?;
         if let Some(old) = replaced {
-            Handle::cancel_handle(old.bind(py))?;
+            sock_waiter::retire(py, old)?;
         }
         Ok(handle)
     }
@@ -199,7 +207,7 @@ impl LoopCore {
             Side::Read => &st.readers,
             Side::Write => &st.writers,
         };
-        map.get(&fd).is_some_and(|h| !h.get().is_cancelled())
+        map.get(&fd).is_some_and(|r| !r.is_cancelled())
     }
 
     /// Removes `fd`'s watcher on `side`; false if there was none.
@@ -209,8 +217,8 @@ impl LoopCore {
         }
         let removed = fd_watchers::remove(&mut self.state(py), fd, side)?;
         match removed {
-            Some(handle) => {
-                Handle::cancel_handle(handle.bind(py))?;
+            Some(old) => {
+                sock_waiter::retire(py, old)?;
                 Ok(true)
             }
             None => Ok(false),
@@ -394,6 +402,84 @@ impl LoopCore {
         self.is_watching(py, fd, if read { Side::Read } else { Side::Write })
     }
 
+    // -- socket operations' waits (see sock_waiter.rs) ------------------
+
+    /// Waits until `sock.recv(n)` succeeds or fails; returns the future.
+    fn _sock_wait_recv<'py>(
+        slf: &Bound<'py, Self>,
+        fd: RawFd,
+        sock: &Bound<'py, PyAny>,
+        n: isize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        sock_waiter::wait(slf, fd, Side::Read, sock, SockOp::Recv { n })
+    }
+
+    /// Waits until `sock.recv_into(buf)` succeeds or fails.
+    fn _sock_wait_recv_into<'py>(
+        slf: &Bound<'py, Self>,
+        fd: RawFd,
+        sock: &Bound<'py, PyAny>,
+        buf: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = SockOp::RecvInto {
+            buf: buf.clone().unbind(),
+        };
+        sock_waiter::wait(slf, fd, Side::Read, sock, op)
+    }
+
+    /// Sends the rest of `data` from byte `sent` on, as `sock.send` accepts
+    /// it, until all is sent or a send fails.
+    fn _sock_wait_sendall<'py>(
+        slf: &Bound<'py, Self>,
+        fd: RawFd,
+        sock: &Bound<'py, PyAny>,
+        data: &Bound<'py, PyAny>,
+        sent: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = match data.cast::<pyo3::types::PyBytes>() {
+            Ok(bytes) if crate::sock_calls::is_plain_socket(sock)? => SockOp::SendAll {
+                len: bytes.as_bytes().len(),
+                data: bytes.clone().into_any().unbind(),
+                pos: sent,
+                native: true,
+            },
+            _ => {
+                // asyncio's way: slices of a memoryview, sent with sock.send.
+                let view = pyo3::types::PyMemoryView::from(data)?;
+                SockOp::SendAll {
+                    len: view.len()?,
+                    data: view.into_any().unbind(),
+                    pos: sent,
+                    native: false,
+                }
+            }
+        };
+        sock_waiter::wait(slf, fd, Side::Write, sock, op)
+    }
+
+    /// Waits until `sock.accept()` succeeds or fails.
+    fn _sock_wait_accept<'py>(
+        slf: &Bound<'py, Self>,
+        fd: RawFd,
+        sock: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        sock_waiter::wait(slf, fd, Side::Read, sock, SockOp::Accept)
+    }
+
+    /// Removes the waiter that would resolve `fut` from `fd` (the writer side
+    /// when `write`), if it is still registered: a wait that ended otherwise
+    /// (cancellation). Returns whether it was.
+    fn _sock_unwait(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        write: bool,
+        fut: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let side = if write { Side::Write } else { Side::Read };
+        sock_waiter::unwait(self, py, fd, side, fut)
+    }
+
     /// Asks the running loop to stop after the current iteration.
     fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
@@ -504,10 +590,7 @@ impl LoopCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.state.peek_for_gc() {
-            for h in st.readers.values().chain(st.writers.values()) {
-                visit.call(h)?;
-            }
-            st.visit_queued(|h| visit.call(h))?;
+            st.traverse(&visit)?;
         }
         Ok(())
     }

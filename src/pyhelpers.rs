@@ -3,6 +3,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
@@ -12,6 +13,12 @@ use pyo3::types::PyTuple;
 #[inline]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SystemExit and KeyboardInterrupt: the errors that propagate out of the
+/// loop instead of going to its exception handler.
+pub(crate) fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
 static FORMAT_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();

@@ -3,7 +3,8 @@
 //! 1. drop cancelled timers (compacting the heap when most are cancelled);
 //! 2. poll: timeout 0 when callbacks are ready, else until the next timer;
 //!    the GIL is released only for a poll that may block;
-//! 3. fd readiness becomes ready callbacks;
+//! 3. fd readiness becomes ready callbacks (or socket operations' native
+//!    waiters, which take their turn in the queue like callbacks);
 //! 4. expired timers become ready callbacks, in (when, seq) order;
 //! 5. run exactly the callbacks that were ready at this point.
 //!
@@ -16,21 +17,22 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
 use ferroloop_engine::{clock, timeout_to_ms, Events};
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::debug;
+use crate::fd_watchers::{self, Side};
 use crate::handles::Handle;
 use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
-use crate::pyhelpers::{format_callback_source, lock};
+use crate::pyhelpers::{format_callback_source, is_exit, lock};
+use crate::state::{LoopState, Runnable};
 
 /// Runs iterations until `stop()` was called.
 pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let core = slf.get();
     let mut events = Events::with_capacity(256);
-    let mut garbage: Vec<Py<Handle>> = Vec::with_capacity(64);
-    let mut batch: VecDeque<Py<Handle>> = VecDeque::with_capacity(64);
+    let mut garbage: Vec<Runnable> = Vec::with_capacity(64);
+    let mut batch: VecDeque<Runnable> = VecDeque::with_capacity(64);
     let result = loop {
         if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch) {
             break Err(e);
@@ -47,15 +49,16 @@ fn run_once(
     slf: &Bound<'_, LoopCore>,
     core: &LoopCore,
     events: &mut Events,
-    garbage: &mut Vec<Py<Handle>>,
-    batch: &mut VecDeque<Py<Handle>>,
+    garbage: &mut Vec<Runnable>,
+    batch: &mut VecDeque<Runnable>,
 ) -> PyResult<()> {
     let py = slf.py();
 
     // 1 + 2a: housekeeping, the poll timeout, and whether to poll at all.
     let (timeout_ms, poller) = {
         let mut st = core.state(py);
-        st.timers.remove_cancelled(|t| garbage.push(t.0));
+        st.timers
+            .remove_cancelled(|t| garbage.push(Runnable::Handle(t.0)));
         let timeout = if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
             Some(0.0)
         } else {
@@ -104,33 +107,21 @@ fn run_once(
                 continue;
             }
             let fd = ev.token as i32;
+            let oneshot = fd_watchers::note_reported(&mut st, fd);
             if ev.readable {
-                if let Some(h) = st.readers.get(&fd) {
-                    if h.get().is_cancelled() {
-                        if let Ok(Some(h)) =
-                            crate::fd_watchers::remove(&mut st, fd, crate::fd_watchers::Side::Read)
-                        {
-                            garbage.push(h);
-                        }
-                    } else {
-                        let h = h.clone_ref(py);
-                        st.ready.push(h);
-                    }
-                }
+                queue_watcher(&mut st, py, fd, Side::Read, garbage);
             }
             if ev.writable {
-                if let Some(h) = st.writers.get(&fd) {
-                    if h.get().is_cancelled() {
-                        if let Ok(Some(h)) =
-                            crate::fd_watchers::remove(&mut st, fd, crate::fd_watchers::Side::Write)
-                        {
-                            garbage.push(h);
-                        }
-                    } else {
-                        let h = h.clone_ref(py);
-                        st.ready.push(h);
-                    }
-                }
+                queue_watcher(&mut st, py, fd, Side::Write, garbage);
+            }
+            // The report disarmed the whole one-shot registration: re-arm it
+            // for a waiter on the side that was not reported (a reader and a
+            // writer waiting on one socket).
+            if oneshot
+                && ((!ev.readable && st.readers.contains_key(&fd))
+                    || (!ev.writable && st.writers.contains_key(&fd)))
+            {
+                let _ = fd_watchers::sync(&mut st, fd);
             }
         }
     }
@@ -150,11 +141,11 @@ fn run_once(
             end_time,
             |t| {
                 t.0.get().mark_unscheduled();
-                ready.push(t.0);
+                ready.push(Runnable::Handle(t.0));
             },
             |t| {
                 t.0.get().mark_unscheduled();
-                garbage.push(t.0);
+                garbage.push(Runnable::Handle(t.0));
             },
         );
         // 5: run what is ready now; what these callbacks schedule waits for
@@ -164,24 +155,55 @@ fn run_once(
     garbage.clear();
 
     let debug = core.is_debug();
-    while let Some(handle) = batch.pop_front() {
-        let h = handle.get();
-        if h.is_cancelled() {
-            continue;
-        }
-        let result = if debug {
-            run_timed(py, core, &handle)
-        } else {
-            h.run(py)
+    while let Some(item) = batch.pop_front() {
+        let result = match &item {
+            Runnable::Handle(handle) => {
+                let h = handle.get();
+                if h.is_cancelled() {
+                    continue;
+                }
+                if debug {
+                    run_timed(py, core, handle)
+                } else {
+                    h.run(py)
+                }
+            }
+            Runnable::Sock(waiter) => waiter.fire(py, core),
         };
         if let Err(err) = result {
-            if let Err(fatal) = report_callback_error(slf, &handle, err) {
+            if let Err(fatal) = report_callback_error(slf, &item, err) {
                 core.state(py).ready.requeue_front(batch);
                 return Err(fatal);
             }
         }
     }
     Ok(())
+}
+
+/// Queues the watcher of `fd`'s `side` to run, or drops it if cancelled.
+#[inline]
+fn queue_watcher(
+    st: &mut LoopState,
+    py: Python<'_>,
+    fd: i32,
+    side: Side,
+    garbage: &mut Vec<Runnable>,
+) {
+    let map = match side {
+        Side::Read => &st.readers,
+        Side::Write => &st.writers,
+    };
+    let Some(watcher) = map.get(&fd) else {
+        return;
+    };
+    if watcher.is_cancelled() {
+        if let Ok(Some(old)) = fd_watchers::remove(st, fd, side) {
+            garbage.push(old);
+        }
+    } else {
+        let watcher = watcher.clone_ref(py);
+        st.ready.push(watcher);
+    }
 }
 
 /// Debug mode: run one handle, warn when it took `slow_callback_duration`.
@@ -201,15 +223,22 @@ fn run_timed(py: Python<'_>, core: &LoopCore, handle: &Py<Handle>) -> PyResult<(
 /// asyncio's `Handle._run` error path: SystemExit and KeyboardInterrupt
 /// propagate out of the loop; everything else goes to the loop's exception
 /// handler and the loop goes on.
-fn report_callback_error(
-    slf: &Bound<'_, LoopCore>,
-    handle: &Py<Handle>,
-    err: PyErr,
-) -> PyResult<()> {
+fn report_callback_error(slf: &Bound<'_, LoopCore>, item: &Runnable, err: PyErr) -> PyResult<()> {
     let py = slf.py();
-    if err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py) {
+    if is_exit(py, &err) {
         return Err(err);
     }
+    let handle = match item {
+        Runnable::Handle(handle) => handle,
+        Runnable::Sock(waiter) => {
+            let context = PyDict::new(py);
+            let message = format!("Exception in callback {}", waiter.describe());
+            context.set_item("message", message)?;
+            context.set_item("exception", err.into_value(py))?;
+            slf.call_method1("call_exception_handler", (context,))?;
+            return Ok(());
+        }
+    };
     let h = handle.get();
     // A handle cancelled while it ran has no callback left: asyncio then
     // formats `None()`.

@@ -11,30 +11,62 @@
 use std::cell::RefCell;
 
 use ferroloop_engine::sockio;
-use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyValueError};
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 
+use crate::writable_buffer::recv_into_object;
+
 static SOCKET_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// The fd of a plain `socket.socket`, or None for anything else.
-fn plain_socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<Option<i32>> {
+/// Whether `sock` is a plain `socket.socket`, whose calls can be made
+/// natively (a subclass may override them).
+pub(crate) fn is_plain_socket(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = sock.py();
     let socket_type = SOCKET_TYPE
         .get_or_try_init(py, || {
             Ok::<_, PyErr>(py.import("socket")?.getattr("socket")?.unbind())
         })?
         .bind(py);
-    if !sock.get_type().is(socket_type) {
-        return Ok(None);
-    }
-    Ok(Some(sock.call_method0(intern!(py, "fileno"))?.extract()?))
+    Ok(sock.get_type().is(socket_type))
 }
 
-fn is_would_block(py: Python<'_>, err: &PyErr) -> bool {
+/// The fd of a plain `socket.socket`, or None for anything else.
+fn plain_socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<Option<i32>> {
+    if !is_plain_socket(sock)? {
+        return Ok(None);
+    }
+    Ok(Some(
+        sock.call_method0(intern!(sock.py(), "fileno"))?.extract()?,
+    ))
+}
+
+pub(crate) fn is_would_block(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
+}
+
+/// A failed socket call as the `socket` module raises it: `OSError(errno,
+/// strerror)`, which Python turns into the errno's subclass
+/// (ConnectionResetError, BrokenPipeError, ...) with `errno` set.
+pub(crate) fn os_error(err: std::io::Error) -> PyErr {
+    let Some(code) = err.raw_os_error() else {
+        return err.into();
+    };
+    let mut buf = [0 as libc::c_char; 256];
+    // SAFETY: `buf` is writable for its length; the XSI strerror_r (which the
+    // libc crate binds on Linux) writes a NUL-terminated message into it.
+    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
+    let message = if rc == 0 {
+        // SAFETY: on success `buf` holds a NUL-terminated string.
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        format!("Unknown error {code}")
+    };
+    PyOSError::new_err((code, message))
 }
 
 /// `sock.recv(n)`, or None if it would block.
@@ -57,7 +89,7 @@ pub(crate) fn recv_nowait<'py>(
     match recv_bytes(py, fd, n as usize) {
         Ok(data) => Ok(Some(data)),
         Err(e) if sockio::would_block(&e) => Ok(None),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(os_error(e)),
     }
 }
 
@@ -176,6 +208,37 @@ fn shrink<'py>(
     }
 }
 
+/// One `recv` into `buf`'s memory, as `socket.recv_into(buf)` does; None when
+/// `buf` does not export a writable contiguous buffer (the caller then lets
+/// `sock.recv_into` raise asyncio's exact TypeError).
+pub(crate) fn recv_into_native(fd: i32, buf: &Bound<'_, PyAny>) -> Option<std::io::Result<usize>> {
+    // Not a writable buffer: the exception is dropped, the fallback raises its own.
+    recv_into_object(fd, buf).ok()
+}
+
+/// `sock.recv_into(buf)`, or None if it would block.
+#[pyfunction]
+pub(crate) fn recv_into_nowait(
+    sock: &Bound<'_, PyAny>,
+    buf: &Bound<'_, PyAny>,
+) -> PyResult<Option<usize>> {
+    let py = sock.py();
+    if let Some(fd) = plain_socket_fd(sock)? {
+        if let Some(result) = recv_into_native(fd, buf) {
+            return match result {
+                Ok(n) => Ok(Some(n)),
+                Err(e) if sockio::would_block(&e) => Ok(None),
+                Err(e) => Err(os_error(e)),
+            };
+        }
+    }
+    match sock.call_method1(intern!(py, "recv_into"), (buf,)) {
+        Ok(n) => Ok(Some(n.extract()?)),
+        Err(e) if is_would_block(py, &e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// `sock.send(data)`, or 0 if it would block.
 #[pyfunction]
 pub(crate) fn send_nowait(sock: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
@@ -184,7 +247,7 @@ pub(crate) fn send_nowait(sock: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> P
         return match sockio::send(fd, bytes.as_bytes()) {
             Ok(sent) => Ok(sent),
             Err(e) if sockio::would_block(&e) => Ok(0),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(os_error(e)),
         };
     }
     match sock.call_method1(intern!(py, "send"), (data,)) {

@@ -16,9 +16,7 @@ use std::os::fd::RawFd;
 
 use ferroloop_engine::write_queue::{COALESCE_MAX, MAX_IOV};
 use ferroloop_engine::{sockio, WriteQueue};
-use pyo3::exceptions::{
-    PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -27,8 +25,8 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 use crate::fd_watchers::Side;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
-use crate::pyhelpers::asyncio_logger;
-use crate::sock_calls::recv_bytes_copied;
+use crate::pyhelpers::{asyncio_logger, is_exit};
+use crate::sock_calls::{os_error, recv_bytes_copied};
 use crate::writable_buffer::recv_into_object;
 
 /// asyncio's `max_size`: the most one read asks the kernel for.
@@ -88,10 +86,6 @@ fn cached<'py>(
             Ok::<_, PyErr>(py.import(module)?.getattr(name)?.unbind())
         })?
         .bind(py))
-}
-
-fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
 impl SocketTransport {
@@ -320,7 +314,7 @@ impl SocketTransport {
                 Err(e) => {
                     return Self::fatal_error(
                         slf,
-                        e.into(),
+                        os_error(e),
                         "Fatal write error on socket transport",
                     );
                 }
@@ -398,7 +392,7 @@ impl SocketTransport {
             Ok(Ok(n)) => n,
             Ok(Err(e)) if sockio::would_block(&e) => return Ok(()),
             Ok(Err(e)) => {
-                return Self::fatal_error(slf, e.into(), "Fatal read error on socket transport")
+                return Self::fatal_error(slf, os_error(e), "Fatal read error on socket transport")
             }
             // Not a writable buffer: the TypeError recv_into raises.
             Err(err) => return Self::fatal_error(slf, err, "Fatal read error on socket transport"),
@@ -423,7 +417,7 @@ impl SocketTransport {
             Ok(data) => data,
             Err(e) if sockio::would_block(&e) => return Ok(()),
             Err(e) => {
-                return Self::fatal_error(slf, e.into(), "Fatal read error on socket transport")
+                return Self::fatal_error(slf, os_error(e), "Fatal read error on socket transport")
             }
         };
         if data.as_bytes().is_empty() {
@@ -711,7 +705,7 @@ impl SocketTransport {
         };
         if let Err(e) = sent {
             this.stop_writing(py)?;
-            let err: PyErr = e.into();
+            let err: PyErr = os_error(e);
             let waiter = this.st(py).empty_waiter.as_ref().map(|w| w.clone_ref(py));
             Self::fatal_error(
                 slf,

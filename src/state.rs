@@ -5,14 +5,16 @@
 //! Python objects taken out of the state are dropped only after unlocking
 //! (their destructors may run arbitrary code, including loop methods).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use ferroloop_engine::{Poller, ReadyQueue, Timer, TimerHeap};
+use ferroloop_engine::{Poller, ReadyQueue, Registration, Timer, TimerHeap};
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::Handle;
+use crate::sock_waiter::SockWaiter;
 
 /// A handle in the timer heap.
 pub(crate) struct Scheduled(pub(crate) Py<Handle>);
@@ -24,14 +26,61 @@ impl Timer for Scheduled {
     }
 }
 
+/// What the ready queue and the fd watcher maps hold: a Python callback, or
+/// a socket operation's native waiter (which needs no Python object of its
+/// own; see `sock_waiter.rs`).
+pub(crate) enum Runnable {
+    Handle(Py<Handle>),
+    Sock(Arc<SockWaiter>),
+}
+
+impl Runnable {
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        match self {
+            Runnable::Handle(h) => h.get().is_cancelled(),
+            Runnable::Sock(_) => false,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Runnable {
+        match self {
+            Runnable::Handle(h) => Runnable::Handle(h.clone_ref(py)),
+            Runnable::Sock(w) => Runnable::Sock(w.clone()),
+        }
+    }
+
+    /// GC traversal of what this holds. A waiter is shared (`Arc`) by the
+    /// fd map and the ready queue, but holds one reference to each Python
+    /// object: `seen` makes sure each waiter is visited once, or the
+    /// collector would count its references twice.
+    fn traverse(
+        &self,
+        visit: &PyVisit<'_>,
+        seen: &mut HashSet<*const SockWaiter>,
+    ) -> Result<(), PyTraverseError> {
+        match self {
+            Runnable::Handle(h) => visit.call(h),
+            Runnable::Sock(w) if seen.insert(Arc::as_ptr(w)) => w.traverse(visit),
+            Runnable::Sock(_) => Ok(()),
+        }
+    }
+}
+
 pub(crate) struct LoopState {
     /// asyncio's `_ready`.
-    pub(crate) ready: ReadyQueue<Py<Handle>>,
+    pub(crate) ready: ReadyQueue<Runnable>,
     /// asyncio's `_scheduled`.
     pub(crate) timers: TimerHeap<Scheduled>,
-    /// `add_reader` / `add_writer` registrations by fd.
-    pub(crate) readers: HashMap<RawFd, Py<Handle>>,
-    pub(crate) writers: HashMap<RawFd, Py<Handle>>,
+    /// `add_reader` / `add_writer` registrations (and socket operations'
+    /// waiters) by fd: one per fd and side, as in asyncio.
+    pub(crate) readers: HashMap<RawFd, Runnable>,
+    pub(crate) writers: HashMap<RawFd, Runnable>,
+    /// The poller's registration of each fd, as far as the loop knows: kept
+    /// by `fd_watchers::sync`. A one-shot that fired has no interest left
+    /// (the kernel disarmed it) and may outlive the fd's watchers.
+    pub(crate) registered: HashMap<RawFd, Registration>,
     /// None once the loop is closed.
     pub(crate) poller: Option<Arc<Poller>>,
 }
@@ -43,6 +92,7 @@ impl LoopState {
             timers: TimerHeap::new(),
             readers: HashMap::new(),
             writers: HashMap::new(),
+            registered: HashMap::new(),
             poller: Some(poller),
         }
     }
@@ -51,26 +101,33 @@ impl LoopState {
         !self.readers.is_empty() || !self.writers.is_empty()
     }
 
-    /// Calls `visit` on every queued and scheduled handle (GC traversal).
-    pub(crate) fn visit_queued<E>(
-        &self,
-        mut visit: impl FnMut(&Py<Handle>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        for h in self.ready.iter() {
-            visit(h)?;
+    /// GC traversal of every watcher, queued callback and scheduled handle.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let mut seen = HashSet::new();
+        for r in self.readers.values().chain(self.writers.values()) {
+            r.traverse(visit, &mut seen)?;
+        }
+        for r in self.ready.iter() {
+            r.traverse(visit, &mut seen)?;
         }
         for s in self.timers.iter() {
-            visit(&s.0)?;
+            visit.call(&s.0)?;
         }
         Ok(())
     }
 
     /// Empties everything (loop close); the caller drops the result unlocked.
-    pub(crate) fn take_all(&mut self) -> Vec<Py<Handle>> {
+    pub(crate) fn take_all(&mut self) -> Vec<Runnable> {
         let mut out = self.ready.drain_all();
-        out.extend(self.timers.drain_all().into_iter().map(|s| s.0));
-        out.extend(self.readers.drain().map(|(_, h)| h));
-        out.extend(self.writers.drain().map(|(_, h)| h));
+        out.extend(
+            self.timers
+                .drain_all()
+                .into_iter()
+                .map(|s| Runnable::Handle(s.0)),
+        );
+        out.extend(self.readers.drain().map(|(_, r)| r));
+        out.extend(self.writers.drain().map(|(_, r)| r));
+        self.registered.clear();
         out
     }
 }

@@ -27,15 +27,13 @@
 //!   the C object in its `_sslobj`; for exactly `ssl.SSLObject` (not a
 //!   context's custom `sslobject_class`) the C methods are called directly.
 
-use pyo3::exceptions::{
-    PyAttributeError, PyException, PyKeyboardInterrupt, PySystemExit, PyTypeError,
-};
+use pyo3::exceptions::{PyAttributeError, PyException, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PySlice, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
-use crate::pyhelpers::asyncio_logger;
+use crate::pyhelpers::{asyncio_logger, is_exit};
 
 /// The asyncio and ssl objects the hot path compares against, imported once.
 struct SslProtoRefs {
@@ -74,10 +72,6 @@ fn refs(py: Python<'_>) -> PyResult<&SslProtoRefs> {
                 .extract()?,
         })
     })
-}
-
-fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
 /// `except SSLAgainErrors`.

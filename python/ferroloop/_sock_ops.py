@@ -1,16 +1,24 @@
-"""Low-level socket operations (loop.sock_*), built on add_reader/add_writer.
+"""Low-level socket operations (loop.sock_*).
 
 Same scheme as asyncio's selector loop: try the non-blocking call at once;
-if it would block, register a reader/writer callback that retries it until
-it succeeds or fails, and resolve a future with the outcome.  A done
-callback on that future removes the fd callback again, so cancelling the
-awaiting task leaves nothing registered.
+if it would block, wait for the fd to be ready, retry, and resolve a future
+with the outcome.
+
+sock_recv, sock_recv_into, sock_sendall and sock_accept wait natively: the
+loop registers a waiter (src/sock_waiter.rs) that makes the call and
+resolves the future itself, removing its registration as it does.  When the
+wait ends otherwise (the awaiting task is cancelled), the coroutine removes
+the waiter (_sock_unwait), so nothing stays registered.  Their bodies are
+kept minimal: they run once per message.
+
+The other operations keep asyncio's shape: a reader/writer callback that
+retries the call, and a done callback on the future that removes it.
 """
 
 import functools
 import socket
 
-from ._ferroloop import recv_nowait, send_nowait
+from ._ferroloop import recv_into_nowait, recv_nowait, send_nowait
 
 try:
     import ssl
@@ -105,33 +113,36 @@ class SockOpsMixin:
         data = recv_nowait(sock, n)
         if data is not None:
             return data
-        return await self._wait_readable(sock, self._sock_recv_ready, n)
-
-    def _sock_recv_ready(self, fut, sock, n):
-        if fut.done():
-            return
+        fd = sock.fileno()
+        # As in the stock loop, only an operation that has to wait is
+        # refused on a transport's socket. The weak dict's own lookup is
+        # Python code: its plain dict is checked first.
+        if fd in self._transports.data:
+            self._ensure_fd_no_transport(fd)
+        fut = self._sock_wait_recv(fd, sock, n)
         try:
-            data = recv_nowait(sock, n)
-        except (SystemExit, KeyboardInterrupt):
+            return await fut
+        except BaseException:
+            # Cancelled (or this coroutine closed): the waiter is still
+            # registered, unless it was replaced or failed the future.
+            self._sock_unwait(fd, False, fut)
             raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            return
-        if data is not None:
-            fut.set_result(data)
 
     async def sock_recv_into(self, sock, buf):
         """Receive into the writable buffer buf; return the byte count."""
         self._check_sock(sock)
+        nbytes = recv_into_nowait(sock, buf)
+        if nbytes is not None:
+            return nbytes
+        fd = sock.fileno()
+        if fd in self._transports.data:
+            self._ensure_fd_no_transport(fd)
+        fut = self._sock_wait_recv_into(fd, sock, buf)
         try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._wait_readable(sock, self._sock_recv_into_ready, buf)
-
-    def _sock_recv_into_ready(self, fut, sock, buf):
-        if not fut.done():
-            _settle(fut, sock.recv_into, buf)
+            return await fut
+        except BaseException:
+            self._sock_unwait(fd, False, fut)
+            raise
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to bufsize bytes: (data, address)."""
@@ -171,31 +182,15 @@ class SockOpsMixin:
         sent = send_nowait(sock, data)  # 0 when it would block
         if sent == len(data):
             return
-        # The one-element list is the send position, shared with the
-        # writer callback across calls.
-        return await self._wait_writable(sock, self._sock_sendall_ready,
-                                         memoryview(data), [sent])
-
-    def _sock_sendall_ready(self, fut, sock, view, position):
-        if fut.done():
-            # Cancelled in an earlier iteration; the done callback has
-            # removed (or will remove) this writer.
-            return
-        start = position[0]
+        fd = sock.fileno()
+        if fd in self._transports.data:
+            self._ensure_fd_no_transport(fd)
+        fut = self._sock_wait_sendall(fd, sock, data, sent)
         try:
-            sent = sock.send(view[start:])
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
+            return await fut
+        except BaseException:
+            self._sock_unwait(fd, True, fut)
             raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            return
-        start += sent
-        if start == len(view):
-            fut.set_result(None)
-        else:
-            position[0] = start
 
     async def sock_sendto(self, sock, data, address):
         """Send the datagram data to address; return the byte count."""
@@ -267,22 +262,19 @@ class SockOpsMixin:
         conn is returned non-blocking.
         """
         self._check_sock(sock)
-        fut = self.create_future()
-        self._sock_accept_ready(fut, sock, registered=False)
-        return await fut
-
-    def _sock_accept_ready(self, fut, sock, registered=True):
-        if fut.done():
-            return
         try:
             conn, address = sock.accept()
             conn.setblocking(False)
         except (BlockingIOError, InterruptedError):
-            if not registered:
-                self._retry_when_readable(fut, sock, self._sock_accept_ready)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
+            pass
         else:
-            fut.set_result((conn, address))
+            return conn, address
+        fd = sock.fileno()
+        if fd in self._transports.data:
+            self._ensure_fd_no_transport(fd)
+        fut = self._sock_wait_accept(fd, sock)
+        try:
+            return await fut
+        except BaseException:
+            self._sock_unwait(fd, False, fut)
+            raise

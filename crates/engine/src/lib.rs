@@ -21,7 +21,7 @@ pub mod timers;
 pub mod waker;
 pub mod write_queue;
 
-pub use poller::{timeout_to_ms, Event, Events, Interest, Poller};
+pub use poller::{timeout_to_ms, Event, Events, Interest, Poller, Registration};
 pub use ready::ReadyQueue;
 pub use timers::{CancelCounter, Timer, TimerHeap};
 pub use waker::Waker;

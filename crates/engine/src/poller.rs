@@ -7,6 +7,12 @@
 //! the loop knows each fd's interest and passes old and new interest to
 //! [`Poller::update`], which picks ADD, MOD or DEL and tolerates fds the
 //! kernel already forgot (closed without being unregistered).
+//!
+//! A registration may also be one-shot ([`Registration::oneshot`],
+//! EPOLLONESHOT): the kernel disarms it as it reports an event, and it stays
+//! registered but silent (not even hang-ups are reported) until it is
+//! modified again. Socket operations' waits use that to keep their fd
+//! registered between waits without it ever firing unasked.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -35,6 +41,24 @@ impl Interest {
         }
         if self.write {
             bits |= libc::EPOLLOUT as u32;
+        }
+        bits
+    }
+}
+
+/// How an fd is registered: what it waits for, and whether one reported
+/// event disarms it (EPOLLONESHOT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Registration {
+    pub interest: Interest,
+    pub oneshot: bool,
+}
+
+impl Registration {
+    fn epoll_bits(self) -> u32 {
+        let mut bits = self.interest.epoll_bits();
+        if self.oneshot {
+            bits |= libc::EPOLLONESHOT as u32;
         }
         bits
     }
@@ -112,11 +136,8 @@ impl Poller {
         Ok(Poller { epfd })
     }
 
-    fn ctl(&self, op: libc::c_int, fd: RawFd, interest: Interest, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: interest.epoll_bits(),
-            u64: token,
-        };
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call; the
         // kernel validates `fd` itself (EBADF) and never keeps the pointer.
         cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) })?;
@@ -136,30 +157,61 @@ impl Poller {
         new: Interest,
         token: u64,
     ) -> io::Result<()> {
-        if new.is_none() {
+        let reg = |interest: Interest| {
+            (!interest.is_none()).then_some(Registration {
+                interest,
+                oneshot: false,
+            })
+        };
+        self.apply(fd, reg(old), reg(new), token)
+    }
+
+    /// Changes `fd`'s registration from `old` to `new` (None: not
+    /// registered), with `fd` as the token. `old` may be a one-shot that
+    /// fired (the kernel disarmed it, but it is still registered); `new`
+    /// with no interest removes the registration: a one-shot with no events
+    /// would still report an error or hang-up once.
+    pub fn reregister(
+        &self,
+        fd: RawFd,
+        old: Option<Registration>,
+        new: Option<Registration>,
+    ) -> io::Result<()> {
+        self.apply(fd, old, new, fd as u64)
+    }
+
+    fn apply(
+        &self,
+        fd: RawFd,
+        old: Option<Registration>,
+        new: Option<Registration>,
+        token: u64,
+    ) -> io::Result<()> {
+        let Some(new) = new.filter(|r| !r.interest.is_none()) else {
             if old.is_none() {
                 return Ok(());
             }
-            return match self.ctl(libc::EPOLL_CTL_DEL, fd, new, token) {
+            return match self.ctl(libc::EPOLL_CTL_DEL, fd, 0, token) {
                 // The fd was closed (the kernel dropped it) or never added.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EBADF)) => Ok(()),
                 r => r,
             };
-        }
+        };
+        let bits = new.epoll_bits();
         if old.is_none() {
-            match self.ctl(libc::EPOLL_CTL_ADD, fd, new, token) {
+            match self.ctl(libc::EPOLL_CTL_ADD, fd, bits, token) {
                 // A stale registration for a reused fd number: overwrite it.
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    self.ctl(libc::EPOLL_CTL_MOD, fd, new, token)
+                    self.ctl(libc::EPOLL_CTL_MOD, fd, bits, token)
                 }
                 r => r,
             }
         } else {
-            match self.ctl(libc::EPOLL_CTL_MOD, fd, new, token) {
+            match self.ctl(libc::EPOLL_CTL_MOD, fd, bits, token) {
                 // The fd was closed and reopened under the same number: the
                 // kernel forgot the old registration, so add it afresh.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    self.ctl(libc::EPOLL_CTL_ADD, fd, new, token)
+                    self.ctl(libc::EPOLL_CTL_ADD, fd, bits, token)
                 }
                 r => r,
             }
@@ -328,6 +380,64 @@ mod tests {
             d.write_all(b"x").unwrap();
             assert!(!events_of(&p, 100).is_empty());
         }
+    }
+
+    const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+
+    fn oneshot(interest: Interest) -> Option<Registration> {
+        Some(Registration {
+            interest,
+            oneshot: true,
+        })
+    }
+
+    #[test]
+    fn oneshot_fires_once_until_rearmed() {
+        let p = Poller::new().unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        p.reregister(fd, None, oneshot(READ)).unwrap();
+        b.write_all(b"x").unwrap();
+        assert_eq!(events_of(&p, 100).len(), 1);
+        // Still readable, but disarmed: silent, even after a hang-up.
+        assert!(events_of(&p, 0).is_empty());
+        drop(b);
+        assert!(events_of(&p, 0).is_empty());
+        // Re-armed with MOD (it is still registered).
+        p.reregister(fd, oneshot(Interest::NONE), oneshot(READ))
+            .unwrap();
+        assert_eq!(events_of(&p, 100).len(), 1);
+        p.reregister(fd, oneshot(Interest::NONE), None).unwrap();
+        p.reregister(fd, None, oneshot(READ)).unwrap();
+        assert_eq!(events_of(&p, 100).len(), 1);
+    }
+
+    #[test]
+    fn fired_oneshot_of_a_closed_dup_stays_silent_for_a_reused_number() {
+        let p = Poller::new().unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let dup = a.try_clone().unwrap();
+        p.reregister(fd, None, oneshot(READ)).unwrap();
+        b.write_all(b"x").unwrap();
+        assert_eq!(events_of(&p, 100).len(), 1);
+        // The file lives on in `dup`: its (disarmed) registration stays.
+        drop(a);
+        let (c, mut d) = UnixStream::pair().unwrap();
+        if c.as_raw_fd() == fd {
+            // The loop still believes fd is registered: MOD finds the new
+            // file unregistered and adds it.
+            p.reregister(fd, oneshot(Interest::NONE), oneshot(READ))
+                .unwrap();
+            b.write_all(b"old file").unwrap();
+            assert!(events_of(&p, 0).is_empty());
+            d.write_all(b"y").unwrap();
+            assert_eq!(events_of(&p, 100).len(), 1);
+        }
+        drop(dup);
     }
 
     #[test]
