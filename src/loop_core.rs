@@ -25,7 +25,7 @@ use crate::pyhelpers::{extract_stack, lock};
 use crate::sock_waiter::{self, SockOp};
 use crate::state::{LoopState, Runnable, Scheduled};
 
-/// Token under which the waker's eventfd is registered with the poller.
+/// Token under which the waker's pipe is registered with the poller.
 pub(crate) const WAKER_TOKEN: u64 = u64::MAX;
 
 /// asyncio's `MAXIMUM_SELECT_TIMEOUT`: never sleep longer than a day.
@@ -34,7 +34,6 @@ pub(crate) const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 #[pyclass(frozen, subclass, module = "ferroloop._ferroloop")]
 pub struct LoopCore {
     pub(crate) state: GilCell<LoopState>,
-    pub(crate) waker: Arc<Waker>,
     pub(crate) stopping: AtomicBool,
     pub(crate) closed: AtomicBool,
     pub(crate) debug: AtomicBool,
@@ -51,6 +50,13 @@ impl LoopCore {
     #[inline]
     pub(crate) fn state(&self, py: Python<'_>) -> GilRefMut<'_, LoopState> {
         self.state.borrow_mut(py)
+    }
+
+    /// Makes the current (or next) poll return; a no-op once closed.
+    fn wake(&self, py: Python<'_>) {
+        if let Some(waker) = &self.state(py).waker {
+            waker.wake();
+        }
     }
 
     #[inline]
@@ -232,7 +238,7 @@ impl LoopCore {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let poller = Arc::new(Poller::new()?);
-        let waker = Arc::new(Waker::new()?);
+        let waker = Waker::new()?;
         poller.update_with_token(
             waker.as_raw_fd(),
             Interest::NONE,
@@ -243,8 +249,7 @@ impl LoopCore {
             WAKER_TOKEN,
         )?;
         Ok(LoopCore {
-            state: GilCell::new(LoopState::new(poller)),
-            waker,
+            state: GilCell::new(LoopState::new(poller, waker)),
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             debug: AtomicBool::new(false),
@@ -291,7 +296,7 @@ impl LoopCore {
         }
         let handle = self.make_handle(py, callback, args, context, None, true)?;
         let handle = self.push_ready(py, handle)?;
-        self.waker.wake();
+        self.wake(py);
         Ok(handle)
     }
 
@@ -558,8 +563,8 @@ impl LoopCore {
     }
 
     /// Wakes the poll from any thread (asyncio's self-pipe write).
-    fn _write_to_self(&self) {
-        self.waker.wake();
+    fn _write_to_self(&self, py: Python<'_>) {
+        self.wake(py);
     }
 
     /// Runs loop iterations until `stop()`; see `run_loop.rs`.
@@ -570,12 +575,24 @@ impl LoopCore {
     /// Marks the loop closed and releases everything it holds.
     fn _close_native(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
-        let (handles, poller) = {
+        let (handles, poller, waker) = {
             let mut st = self.state(py);
-            (st.take_all(), st.poller.take())
+            (st.take_all(), st.poller.take(), st.waker.take())
         };
         drop(poller);
+        drop(waker);
         drop(handles);
+    }
+
+    /// The write end of the loop's self-pipe: `run_forever` in the main
+    /// thread hands it to `signal.set_wakeup_fd`, so that a signal arriving
+    /// just before a long poll still wakes it (see ferroloop_engine::waker).
+    fn _signal_wakeup_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
+        self.ensure_open()?;
+        match &self.state(py).waker {
+            Some(waker) => Ok(waker.write_fd()),
+            None => Err(PyRuntimeError::new_err("Event loop is closed")),
+        }
     }
 
     /// Number of scheduled timers (cancelled ones included until removed).

@@ -99,11 +99,16 @@ fn run_once(
     };
 
     // 3: readiness to callbacks.
+    let mut signalled = false;
     if polled_ok && !events.is_empty() {
         let mut st = core.state(py);
         for ev in events.iter() {
             if ev.token == WAKER_TOKEN {
-                core.waker.drain();
+                if let Some(waker) = &st.waker {
+                    waker.drain();
+                }
+                // Maybe a signal's byte (see ferroloop_engine::waker).
+                signalled = true;
                 continue;
             }
             let fd = ev.token as i32;
@@ -126,6 +131,11 @@ fn run_once(
         }
     }
     garbage.clear();
+    if signalled {
+        // If a signal woke the poll, run Python's handlers now, as after
+        // EINTR (a cheap flag check when none is pending).
+        py.check_signals()?;
+    }
 
     // 4: expired timers; 5a: take the batch to run.
     {

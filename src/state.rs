@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use ferroloop_engine::{Poller, ReadyQueue, Registration, Timer, TimerHeap};
+use ferroloop_engine::{Poller, ReadyQueue, Registration, Timer, TimerHeap, Waker};
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -83,10 +83,12 @@ pub(crate) struct LoopState {
     pub(crate) registered: HashMap<RawFd, Registration>,
     /// None once the loop is closed.
     pub(crate) poller: Option<Arc<Poller>>,
+    /// The self-pipe (cross-thread wakes and signals); closed with the loop.
+    pub(crate) waker: Option<Waker>,
 }
 
 impl LoopState {
-    pub(crate) fn new(poller: Arc<Poller>) -> Self {
+    pub(crate) fn new(poller: Arc<Poller>, waker: Waker) -> Self {
         LoopState {
             ready: ReadyQueue::new(),
             timers: TimerHeap::new(),
@@ -94,6 +96,7 @@ impl LoopState {
             writers: HashMap::new(),
             registered: HashMap::new(),
             poller: Some(poller),
+            waker: Some(waker),
         }
     }
 

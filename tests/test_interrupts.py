@@ -1,4 +1,5 @@
 """Ctrl-C (SIGINT) while the loop sleeps in its poll."""
+import ctypes
 import os
 import signal
 import subprocess
@@ -34,6 +35,47 @@ def test_sigint_during_long_poll_raises_keyboard_interrupt_promptly(loop):
     loop.run_forever()
     assert seen == ['again']
     far.cancel()
+
+
+def test_sigint_just_before_a_long_poll_is_not_missed(loop):
+    # libc's kill() called through ctypes (os.kill would check for signals
+    # itself): the signal's C handler runs inside it and only sets a flag,
+    # and no Python bytecode runs before the loop's next poll, which would
+    # sleep for an hour. The wakeup fd makes that poll return at once.
+    libc_kill = ctypes.CDLL(None, use_errno=True).kill
+    far = loop.call_later(3600, loop.stop)
+    # If the signal were missed, a second one during the poll ends the test.
+    watchdog = threading.Timer(10, os.kill, (os.getpid(), signal.SIGINT))
+    watchdog.start()
+    t0 = loop.time()
+    loop.call_soon(libc_kill, os.getpid(), signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+    finally:
+        watchdog.cancel()
+    assert loop.time() - t0 < 5
+    # The wakeup fd is ours only while the loop runs.
+    assert signal.set_wakeup_fd(-1) == -1
+    far.cancel()
+
+
+def test_wakeup_fd_set_by_the_application_is_left_alone(loop):
+    import socket
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        signal.set_wakeup_fd(a.fileno())
+        seen = []
+        loop.call_soon(lambda: seen.append(signal.set_wakeup_fd(a.fileno())))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert seen == [a.fileno()]
+        assert signal.set_wakeup_fd(-1) == a.fileno()
+    finally:
+        signal.set_wakeup_fd(-1)
+        a.close()
+        b.close()
 
 
 def test_ctrl_c_in_asyncio_run_cancels_main_like_stock_runner():

@@ -44,6 +44,7 @@ class RunningMixin:
         self._set_coroutine_origin_tracking(self._debug)
 
         saved_asyncgen_hooks = sys.get_asyncgen_hooks()
+        signal_wakeup_fd = self._install_signal_wakeup()
         try:
             self._thread_id = threading.get_ident()
             sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
@@ -57,6 +58,7 @@ class RunningMixin:
             events._set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*saved_asyncgen_hooks)
+            self._restore_signal_wakeup(signal_wakeup_fd)
 
     def run_until_complete(self, future):
         """Run until the Future is done and return its result (or raise).

@@ -11,6 +11,7 @@ import errno
 import signal
 import socket
 import sys
+import threading
 import warnings
 
 from asyncio import coroutines
@@ -117,6 +118,42 @@ class SignalsMixin:
         # exception handler, naming the signal handler's Handle.
         if not handle._cancelled:
             handle._run()
+
+    # -- waking a sleeping poll on any signal ----------------------------
+
+    def _install_signal_wakeup(self):
+        """While the loop runs in the main thread, make every signal wake its poll.
+
+        Python runs a signal's handler (Ctrl-C's KeyboardInterrupt) only when
+        the interpreter next checks; a signal arriving after the last
+        callback but just before a long poll would go unnoticed until the
+        poll ends.  With the loop's wakeup pipe as signal.set_wakeup_fd, the
+        poll returns and the handlers run at once.  A wakeup fd someone else
+        set (add_signal_handler's socket pair, the application's) is left in
+        place.  Returns the fd installed, or None.
+        """
+        if threading.get_ident() != threading.main_thread().ident:
+            return None  # set_wakeup_fd() only works in the main thread
+        fd = self._signal_wakeup_fd()
+        try:
+            previous = signal.set_wakeup_fd(fd)
+        except (ValueError, OSError):
+            return None
+        if previous != -1:
+            signal.set_wakeup_fd(previous)
+            return None
+        return fd
+
+    def _restore_signal_wakeup(self, fd):
+        if fd is None:
+            return
+        try:
+            current = signal.set_wakeup_fd(-1)
+            if current != fd:
+                # Replaced while running (add_signal_handler): keep that one.
+                signal.set_wakeup_fd(current)
+        except (ValueError, OSError) as exc:
+            logger.info('set_wakeup_fd(-1) failed: %s', exc)
 
     # -- the wakeup socket pair -----------------------------------------
 

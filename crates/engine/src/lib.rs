@@ -5,7 +5,8 @@
 //! * [`timers::TimerHeap`] — the `_scheduled` heap ordered by `(when, seq)`,
 //!   with lazy cancellation and compaction;
 //! * [`poller::Poller`] — level-triggered epoll with per-fd read/write interest;
-//! * [`waker::Waker`] — an eventfd that wakes a sleeping poll from any thread;
+//! * [`waker::Waker`] — the self-pipe that wakes a sleeping poll from any
+//!   thread or signal;
 //! * [`write_queue::WriteQueue`] and [`sockio`] — a transport's pending bytes
 //!   and its non-blocking socket calls;
 //! * [`clock`] — the monotonic clock asyncio's `loop.time()` uses.

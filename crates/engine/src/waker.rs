@@ -1,9 +1,18 @@
-//! Cross-thread wake-up of a sleeping poll (asyncio's self-pipe,
-//! `_write_to_self`), as an eventfd registered with the poller.
+//! Wake-up of a sleeping poll (asyncio's self-pipe): from other threads
+//! (`call_soon_threadsafe`, `_write_to_self`) and from signals.
 //!
-//! Wakes are coalesced: while one wake is pending (written and not yet
-//! drained), further wakes skip the syscall. `call_soon_threadsafe` from a
-//! busy producer thus costs one write per loop iteration, not one per call.
+//! A non-blocking pipe whose read end the poller watches. Wakes are
+//! coalesced: while one wake is pending (written and not yet drained),
+//! further wakes skip the syscall, so `call_soon_threadsafe` from a busy
+//! producer costs one write per loop iteration, not one per call.
+//!
+//! The write end is also what the loop hands to `signal.set_wakeup_fd` while
+//! it runs in the main thread: CPython's C-level signal handler only sets a
+//! flag (Python runs the handler, e.g. Ctrl-C's KeyboardInterrupt, when the
+//! interpreter next checks), so a signal landing after the loop's last
+//! callback but before its poll would otherwise sleep through the poll. The
+//! handler writes single bytes, which is why this is a pipe and not an
+//! eventfd.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -11,27 +20,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug)]
 pub struct Waker {
-    fd: OwnedFd,
+    read: OwnedFd,
+    write: OwnedFd,
     pending: AtomicBool,
 }
 
 impl Waker {
     pub fn new() -> io::Result<Waker> {
-        // SAFETY: eventfd takes no pointers; the result is checked below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a writable array of two ints, as pipe2 requires;
+        // the result is checked before the fds are used.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: `fd` was just created and is owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: pipe2 succeeded: both fds are new and owned by nothing else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         Ok(Waker {
-            fd,
+            read,
+            write,
             pending: AtomicBool::new(false),
         })
     }
 
+    /// The end the poller watches for readability.
     pub fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.read.as_raw_fd()
+    }
+
+    /// The end wakes (and signals, via `signal.set_wakeup_fd`) write to.
+    pub fn write_fd(&self) -> RawFd {
+        self.write.as_raw_fd()
     }
 
     /// Makes the next (or current) poll return. Safe from any thread.
@@ -39,30 +57,33 @@ impl Waker {
         if self.pending.swap(true, Ordering::AcqRel) {
             return;
         }
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our own eventfd. EAGAIN
-        // (counter saturated) still leaves the fd readable, which is all we need.
+        let byte = 0u8;
+        // SAFETY: writes one byte from a live local to our own pipe. EAGAIN
+        // (pipe full) still leaves it readable, which is all we need.
         unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                &one as *const u64 as *const libc::c_void,
-                8,
-            );
+            libc::write(self.write.as_raw_fd(), (&byte as *const u8).cast(), 1);
         }
     }
 
-    /// Called by the loop after the poll reported the waker readable.
+    /// Called by the loop after the poll reported the pipe readable.
     /// Work queued before a wake is visible to the loop once this returns,
-    /// because the loop looks at its queues after draining.
+    /// because the loop looks at its queues after draining. The bytes
+    /// themselves (signal numbers, or 0 for a wake) are not needed: Python's
+    /// pending-signal flags say which handlers to run.
     pub fn drain(&self) {
-        let mut buf: u64 = 0;
-        // SAFETY: reads at most 8 bytes into a live u64 from our own eventfd.
-        unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                &mut buf as *mut u64 as *mut libc::c_void,
-                8,
-            );
+        let mut buf = [0u8; 256];
+        loop {
+            // SAFETY: reads at most `buf.len()` bytes into a live local array
+            // from our own non-blocking pipe.
+            let n =
+                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n == buf.len() as isize {
+                continue; // maybe more
+            }
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break; // emptied (a short read or EAGAIN)
         }
         self.pending.store(false, Ordering::Release);
     }
@@ -104,6 +125,31 @@ mod tests {
             0,
             "drained: no longer readable"
         );
+    }
+
+    #[test]
+    fn bytes_written_by_a_signal_handler_wake_the_poll_until_drained() {
+        let p = Poller::new().unwrap();
+        let w = Waker::new().unwrap();
+        let read = Interest {
+            read: true,
+            write: false,
+        };
+        p.update(w.as_raw_fd(), Interest::NONE, read).unwrap();
+        let mut evs = Events::with_capacity(4);
+        assert_eq!(p.wait(&mut evs, 0).unwrap(), 0);
+        // More than one read's worth, as a burst of signals would write.
+        for _ in 0..300 {
+            let signum = [2u8];
+            // SAFETY: writes one byte from a live array to the pipe we own.
+            assert_eq!(
+                unsafe { libc::write(w.write_fd(), signum.as_ptr().cast(), 1) },
+                1
+            );
+        }
+        assert_eq!(p.wait(&mut evs, 1000).unwrap(), 1);
+        w.drain();
+        assert_eq!(p.wait(&mut evs, 0).unwrap(), 0);
     }
 
     #[test]
