@@ -27,6 +27,7 @@ use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
 use crate::pyhelpers::{asyncio_logger, is_exit};
 use crate::sock_calls::{os_error, recv_bytes_copied};
+use crate::tls_protocol::TlsProtocolCore;
 use crate::writable_buffer::recv_into_object;
 
 /// asyncio's `max_size`: the most one read asks the kernel for.
@@ -364,8 +365,14 @@ impl SocketTransport {
         protocol: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let buf = match protocol
-            .call_method1(intern!(py, "get_buffer"), (-1,))
+        // ferroloop's own SSLProtocol: its native methods, without the
+        // method lookups.
+        let tls = protocol.cast::<TlsProtocolCore>().ok();
+        let buf = match tls
+            .map_or_else(
+                || protocol.call_method1(intern!(py, "get_buffer"), (-1,)),
+                |tls| TlsProtocolCore::get_buffer_impl(tls, -1),
+            )
             .and_then(|buf| {
                 if buf.len()? == 0 {
                     Err(PyRuntimeError::new_err(
@@ -400,7 +407,13 @@ impl SocketTransport {
         if nbytes == 0 {
             return Self::on_eof(slf);
         }
-        match protocol.call_method1(intern!(py, "buffer_updated"), (nbytes,)) {
+        let updated = match tls {
+            Some(tls) => TlsProtocolCore::buffer_updated_impl(tls, nbytes as isize),
+            None => protocol
+                .call_method1(intern!(py, "buffer_updated"), (nbytes,))
+                .map(drop),
+        };
+        match updated {
             Err(err) if is_exit(py, &err) => Err(err),
             Err(err) => Self::fatal_error(
                 slf,

@@ -201,6 +201,41 @@ enum State {
 }
 
 impl TlsProtocolCore {
+    /// SSLProtocol.get_buffer; the socket transport calls it directly.
+    pub(crate) fn get_buffer_impl<'py>(
+        slf: &Bound<'py, Self>,
+        n: isize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.as_any();
+        let max_size: isize = this.getattr(intern!(py, "max_size"))?.extract()?;
+        let want = if n <= 0 || n > max_size { max_size } else { n };
+        if (this.getattr(intern!(py, "_ssl_buffer"))?.len()? as isize) < want {
+            let buffer = PyByteArray::new_with(py, want as usize, |_| Ok(()))?;
+            let view = PyMemoryView::from(&buffer)?;
+            this.setattr(intern!(py, "_ssl_buffer"), buffer)?;
+            this.setattr(intern!(py, "_ssl_buffer_view"), view)?;
+        }
+        this.getattr(intern!(py, "_ssl_buffer_view"))
+    }
+
+    /// SSLProtocol.buffer_updated; the socket transport calls it directly.
+    pub(crate) fn buffer_updated_impl(slf: &Bound<'_, Self>, nbytes: isize) -> PyResult<()> {
+        let py = slf.py();
+        let received = slf
+            .getattr(intern!(py, "_ssl_buffer_view"))?
+            .get_item(PySlice::new(py, 0, nbytes, 1))?;
+        Self::incoming(slf)?.call_method1(intern!(py, "write"), (received,))?;
+        match Self::state(slf)? {
+            State::DoHandshake => drop(slf.call_method0(intern!(py, "_do_handshake"))?),
+            State::Wrapped => Self::do_read(slf)?,
+            State::Flushing => drop(slf.call_method0(intern!(py, "_do_flush"))?),
+            State::Shutdown => drop(slf.call_method0(intern!(py, "_do_shutdown"))?),
+            State::Unwrapped | State::Other => {}
+        }
+        Ok(())
+    }
+
     fn state(slf: &Bound<'_, Self>) -> PyResult<State> {
         let py = slf.py();
         let refs = refs(py)?;
@@ -544,33 +579,11 @@ impl TlsProtocolCore {
     }
 
     fn get_buffer<'py>(slf: &Bound<'py, Self>, n: isize) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.as_any();
-        let max_size: isize = this.getattr(intern!(py, "max_size"))?.extract()?;
-        let want = if n <= 0 || n > max_size { max_size } else { n };
-        if (this.getattr(intern!(py, "_ssl_buffer"))?.len()? as isize) < want {
-            let buffer = PyByteArray::new_with(py, want as usize, |_| Ok(()))?;
-            let view = PyMemoryView::from(&buffer)?;
-            this.setattr(intern!(py, "_ssl_buffer"), buffer)?;
-            this.setattr(intern!(py, "_ssl_buffer_view"), view)?;
-        }
-        this.getattr(intern!(py, "_ssl_buffer_view"))
+        Self::get_buffer_impl(slf, n)
     }
 
     fn buffer_updated(slf: &Bound<'_, Self>, nbytes: isize) -> PyResult<()> {
-        let py = slf.py();
-        let received = slf
-            .getattr(intern!(py, "_ssl_buffer_view"))?
-            .get_item(PySlice::new(py, 0, nbytes, 1))?;
-        Self::incoming(slf)?.call_method1(intern!(py, "write"), (received,))?;
-        match Self::state(slf)? {
-            State::DoHandshake => drop(slf.call_method0(intern!(py, "_do_handshake"))?),
-            State::Wrapped => Self::do_read(slf)?,
-            State::Flushing => drop(slf.call_method0(intern!(py, "_do_flush"))?),
-            State::Shutdown => drop(slf.call_method0(intern!(py, "_do_shutdown"))?),
-            State::Unwrapped | State::Other => {}
-        }
-        Ok(())
+        Self::buffer_updated_impl(slf, nbytes)
     }
 
     #[pyo3(name = "_do_read")]
