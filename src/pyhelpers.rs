@@ -69,3 +69,33 @@ pub(crate) fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
 pub(crate) fn float_repr(py: Python<'_>, x: f64) -> PyResult<String> {
     Ok(x.into_pyobject(py)?.repr()?.to_string())
 }
+
+/// `obj[start:stop]`, None meaning an open end, with Python's slicing rules.
+///
+/// Not `PySlice::new`: PyO3 0.30 hands it fresh ints that `PySlice_New`
+/// does not steal, so every slice leaked its (non-cached) bounds, about
+/// 30 bytes a record on the TLS read path.
+pub(crate) fn slice_of<'py>(
+    obj: &Bound<'py, PyAny>,
+    start: Option<isize>,
+    stop: Option<isize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let bound = |v: Option<isize>| -> PyResult<Bound<'py, PyAny>> {
+        Ok(match v {
+            Some(v) => v.into_pyobject(py)?.into_any(),
+            None => py.None().into_bound(py),
+        })
+    };
+    let (start, stop) = (bound(start)?, bound(stop)?);
+    // SAFETY: PySlice_New only borrows its arguments (both live for the
+    // call; a null step means None) and returns a new reference or null
+    // with an exception set, which from_owned_ptr_or_err turns into Err.
+    let slice = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PySlice_New(start.as_ptr(), stop.as_ptr(), std::ptr::null_mut()),
+        )?
+    };
+    obj.get_item(slice)
+}

@@ -25,14 +25,14 @@ use ferroloop_engine::sockio;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PySlice};
+use pyo3::types::PyBytes;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::fd_watchers::{self, Side};
 use crate::gil_cell::GilCell;
 use crate::handles::Handle;
 use crate::loop_core::LoopCore;
-use crate::pyhelpers::is_exit;
+use crate::pyhelpers::{is_exit, slice_of};
 use crate::sock_calls::{self, os_error};
 use crate::state::{LoopState, Runnable};
 
@@ -308,9 +308,7 @@ fn attempt(py: Python<'_>, sock: &Bound<'_, PyAny>, plain: bool, op: &SockOp) ->
                     other => return Ok(other),
                 }
             } else {
-                let rest =
-                    data.bind(py)
-                        .get_item(PySlice::new(py, *pos as isize, isize::MAX, 1))?;
+                let rest = slice_of(data.bind(py), Some(*pos as isize), None)?;
                 match py_step(py, sock.call_method1(intern!(py, "send"), (rest,)))? {
                     Step::Done(n) => n.bind(py).extract::<usize>()?,
                     other => return Ok(other),

@@ -30,10 +30,10 @@
 use pyo3::exceptions::{PyAttributeError, PyException, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PySlice, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
-use crate::pyhelpers::{asyncio_logger, is_exit};
+use crate::pyhelpers::{asyncio_logger, is_exit, slice_of};
 
 /// The asyncio and ssl objects the hot path compares against, imported once.
 struct SslProtoRefs {
@@ -222,9 +222,11 @@ impl TlsProtocolCore {
     /// SSLProtocol.buffer_updated; the socket transport calls it directly.
     pub(crate) fn buffer_updated_impl(slf: &Bound<'_, Self>, nbytes: isize) -> PyResult<()> {
         let py = slf.py();
-        let received = slf
-            .getattr(intern!(py, "_ssl_buffer_view"))?
-            .get_item(PySlice::new(py, 0, nbytes, 1))?;
+        let received = slice_of(
+            &slf.getattr(intern!(py, "_ssl_buffer_view"))?,
+            None,
+            Some(nbytes),
+        )?;
         Self::incoming(slf)?.call_method1(intern!(py, "write"), (received,))?;
         match Self::state(slf)? {
             State::DoHandshake => drop(slf.call_method0(intern!(py, "_do_handshake"))?),
@@ -405,7 +407,7 @@ impl TlsProtocolCore {
             };
             let data_len = data.len()? as i64;
             if count < data_len {
-                let rest = data.get_item(PySlice::new(py, count as isize, isize::MAX, 1))?;
+                let rest = slice_of(&data, Some(count as isize), None)?;
                 backlog.set_item(0, rest)?;
                 slf.borrow_mut().write_buffer_size -= count;
             } else {
@@ -505,7 +507,7 @@ impl TlsProtocolCore {
             Ok(count) => {
                 let count: i64 = count.extract()?;
                 if count < data_len {
-                    let rest = data.get_item(PySlice::new(py, count as isize, isize::MAX, 1))?;
+                    let rest = slice_of(&data, Some(count as isize), None)?;
                     Self::queue_write(slf, &rest, data_len - count)?;
                 }
             }
