@@ -507,7 +507,7 @@ impl TlsProtocolCore {
             Ok(count) => {
                 let count: i64 = count.extract()?;
                 if count < data_len {
-                    let rest = slice_of(&data, Some(count as isize), None)?;
+                    let rest = slice_of(data, Some(count as isize), None)?;
                     Self::queue_write(slf, &rest, data_len - count)?;
                 }
             }
