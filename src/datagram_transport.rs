@@ -631,7 +631,7 @@ impl DatagramTransport {
     /// address (`sendto`): asyncio's `self._extra['peername']` test.
     fn connected(&self, py: Python<'_>) -> PyResult<bool> {
         let extra = self.st(py).extra.clone_ref(py);
-        match extra.bind(py).get_item("peername")? {
+        match extra.bind(py).get_item(intern!(py, "peername"))? {
             Some(peer) => peer.is_truthy(),
             None => Err(pyo3::exceptions::PyKeyError::new_err("peername")),
         }
