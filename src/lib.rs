@@ -3,6 +3,7 @@
 //! in the `ferroloop-engine` crate, free of Python.
 
 mod context;
+mod datagram_transport;
 mod debug;
 mod fd_watchers;
 mod gil_cell;
@@ -25,6 +26,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<socket_transport::SocketTransport>()?;
+    m.add_class::<datagram_transport::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_into_nowait, m)?)?;

@@ -110,6 +110,12 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SHARED_READ_MAX]);
 }
 
+/// Runs `f` on the shared read buffer (`SHARED_READ_MAX` bytes). `f` must
+/// not run Python code: a re-entrant use of the buffer would panic.
+pub(crate) fn with_read_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUFFER.with(|cell| f(&mut cell.borrow_mut()))
+}
+
 /// One `recv` of at most `max` bytes (`max <= SHARED_READ_MAX`) through the
 /// shared buffer, copied into a `bytes`: the transports' read path.
 pub(crate) fn recv_bytes_copied<'py>(

@@ -76,7 +76,7 @@ static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-fn cached<'py>(
+pub(crate) fn cached<'py>(
     py: Python<'py>,
     cell: &'static PyOnceLock<Py<PyAny>>,
     module: &str,

@@ -1,13 +1,13 @@
 """The transport class behind datagram endpoints (UDP and Unix datagrams).
 
-The data path is meant to be native: ``_ferroloop.DatagramTransport``, with
+The data path is native: ``_ferroloop.DatagramTransport``, with
 selector_events' constructor ``(loop, sock, protocol, address=None,
 waiter=None, extra=None)`` and the stock datagram transport's API
-(``sendto``, ``abort``, ``close``, write buffer size and limits).  Until the
-extension provides it, asyncio's own pure-Python selector datagram transport
-runs on ferroloop's fd watchers (``_add_reader``/``_add_writer`` returning
-handles, ``_remove_reader``/``_remove_writer`` returning bool), as the
-stream transport did before its native version (see _socket_transport).
+(``sendto``, ``abort``, ``close``, write buffer size and limits).  The
+pure-Python fallback below is asyncio's own selector datagram transport,
+running on ferroloop's fd watchers (``_add_reader``/``_add_writer``
+returning handles, ``_remove_reader``/``_remove_writer`` returning bool);
+the tests run it too, until it is deleted.
 
 ``DatagramTransport`` below is the one place where that choice is made.
 """
