@@ -89,3 +89,41 @@ def test_sock_operations(loop):
         a.close()
         b.close()
     assert growth < ALLOWED_GROWTH, growth
+
+
+def test_datagram_echo(loop):
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(data, addr)
+
+    class Client(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.waiter = None
+
+        def datagram_received(self, data, addr):
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(data)
+
+    async def setup():
+        server, _ = await loop.create_datagram_endpoint(
+            Echo, local_addr=('127.0.0.1', 0))
+        client, proto = await loop.create_datagram_endpoint(
+            Client, remote_addr=server.get_extra_info('sockname'))
+        return server, client, proto
+
+    server, client, proto = loop.run_until_complete(setup())
+
+    async def one_message():
+        proto.waiter = loop.create_future()
+        client.sendto(b'd' * 700)
+        assert await proto.waiter == b'd' * 700
+
+    try:
+        growth = blocks_leaked_by(loop, one_message)
+    finally:
+        client.close()
+        server.close()
+    assert growth < ALLOWED_GROWTH, growth
