@@ -38,11 +38,10 @@ use crate::loop_core::LoopCore;
 use crate::pyhelpers::{asyncio_logger, is_exit};
 use crate::sock_calls::{is_plain_socket, is_would_block, os_error, with_read_buffer};
 use crate::socket_transport::cached;
+use crate::write_limits::WriteLimits;
 
 /// asyncio's `max_size`: the most one `recvfrom` asks the kernel for.
 const MAX_SIZE: usize = crate::sock_calls::SHARED_READ_MAX;
-/// asyncio's default high-water mark for the write buffer.
-const DEFAULT_HIGH_WATER: i64 = 64 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -385,8 +384,7 @@ struct DatagramState {
     closing: bool,
     paused: bool,
     protocol_paused: bool,
-    high_water: i64,
-    low_water: i64,
+    limits: WriteLimits,
     /// The last sender's address, raw and as handed to the protocol.
     last_peer: Option<(RawAddr, Py<PyAny>)>,
 }
@@ -556,7 +554,7 @@ impl DatagramTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if st.buffer_size <= st.high_water || st.protocol_paused {
+            if (st.buffer_size as f64) <= st.limits.high_water || st.protocol_paused {
                 return Ok(());
             }
             st.protocol_paused = true;
@@ -579,7 +577,7 @@ impl DatagramTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if !(st.protocol_paused && st.buffer_size <= st.low_water) {
+            if !(st.protocol_paused && (st.buffer_size as f64) <= st.limits.low_water) {
                 return Ok(());
             }
             st.protocol_paused = false;
@@ -893,8 +891,7 @@ impl DatagramTransport {
             closing: false,
             paused: false,
             protocol_paused: false,
-            high_water: DEFAULT_HIGH_WATER,
-            low_water: DEFAULT_HIGH_WATER / 4,
+            limits: WriteLimits::default(py),
             last_peer: None,
         };
         let transport = Bound::new(
@@ -1253,32 +1250,18 @@ impl DatagramTransport {
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(
         slf: &Bound<'_, Self>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let high = match (high, low) {
-            (Some(h), _) => h,
-            (None, None) => DEFAULT_HIGH_WATER,
-            (None, Some(l)) => 4 * l,
-        };
-        // Python's floor division.
-        let low = low.unwrap_or(high.div_euclid(4));
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!(
-                "high ({high}) must be >= low ({low}) must be >= 0"
-            )));
-        }
-        {
-            let mut st = slf.get().st(slf.py());
-            st.high_water = high;
-            st.low_water = low;
-        }
+        let py = slf.py();
+        let limits = WriteLimits::new(py, high, low)?;
+        let old = std::mem::replace(&mut slf.get().st(py).limits, limits);
+        drop(old); // with the state released
         Self::maybe_pause_protocol(slf)
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (i64, i64) {
-        let st = self.st(py);
-        (st.low_water, st.high_water)
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (Py<PyAny>, Py<PyAny>) {
+        self.st(py).limits.as_tuple(py)
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> i64 {

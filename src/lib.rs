@@ -17,6 +17,7 @@ mod socket_transport;
 mod state;
 mod tls_protocol;
 mod writable_buffer;
+mod write_limits;
 
 use pyo3::prelude::*;
 

@@ -29,11 +29,10 @@ use crate::pyhelpers::{asyncio_logger, is_exit};
 use crate::sock_calls::{os_error, recv_bytes_copied};
 use crate::tls_protocol::TlsProtocolCore;
 use crate::writable_buffer::recv_into_object;
+use crate::write_limits::WriteLimits;
 
 /// asyncio's `max_size`: the most one read asks the kernel for.
 const MAX_READ: usize = crate::sock_calls::SHARED_READ_MAX;
-/// asyncio's default high-water mark for the write buffer.
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -58,8 +57,7 @@ struct TransportState {
     /// write_eof() was called.
     eof: bool,
     protocol_paused: bool,
-    high_water: usize,
-    low_water: usize,
+    limits: WriteLimits,
     /// sendfile's "buffer drained" future.
     empty_waiter: Option<Py<PyAny>>,
 }
@@ -225,7 +223,7 @@ impl SocketTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if st.buffer.len() <= st.high_water || st.protocol_paused {
+            if (st.buffer.len() as f64) <= st.limits.high_water || st.protocol_paused {
                 return Ok(());
             }
             st.protocol_paused = true;
@@ -249,7 +247,7 @@ impl SocketTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if !(st.protocol_paused && st.buffer.len() <= st.low_water) {
+            if !(st.protocol_paused && (st.buffer.len() as f64) <= st.limits.low_water) {
                 return Ok(());
             }
             st.protocol_paused = false;
@@ -611,8 +609,7 @@ impl SocketTransport {
             paused: false,
             eof: false,
             protocol_paused: false,
-            high_water: DEFAULT_HIGH_WATER,
-            low_water: DEFAULT_HIGH_WATER / 4,
+            limits: WriteLimits::default(py),
             empty_waiter: None,
         };
         let transport = Bound::new(
@@ -966,31 +963,18 @@ impl SocketTransport {
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(
         slf: &Bound<'_, Self>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let high = match (high, low) {
-            (Some(h), _) => h,
-            (None, None) => DEFAULT_HIGH_WATER as i64,
-            (None, Some(l)) => 4 * l,
-        };
-        let low = low.unwrap_or(high / 4);
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!(
-                "high ({high}) must be >= low ({low}) must be >= 0"
-            )));
-        }
-        {
-            let mut st = slf.get().st(slf.py());
-            st.high_water = high as usize;
-            st.low_water = low as usize;
-        }
+        let py = slf.py();
+        let limits = WriteLimits::new(py, high, low)?;
+        let old = std::mem::replace(&mut slf.get().st(py).limits, limits);
+        drop(old); // with the state released
         Self::maybe_pause_protocol(slf)
     }
 
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        let st = self.st(py);
-        (st.low_water, st.high_water)
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (Py<PyAny>, Py<PyAny>) {
+        self.st(py).limits.as_tuple(py)
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {

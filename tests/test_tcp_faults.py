@@ -385,6 +385,32 @@ def test_write_buffer_limits_values(loop, net, side):
     assert proto.events == ['made']  # the buffer was empty: no pause
 
 
+def test_write_buffer_limits_take_any_numbers(loop, net, side):
+    # asyncio keeps the values it was given (floats too) and does the
+    # default arithmetic in Python: `low = high // 4`, `high = 4 * low`.
+    async def main():
+        transport, proto, peer = await net.open(side, lambda: Recorder(loop))
+        limits = []
+        for kwargs in [dict(high=1.5e5), dict(low=1000.0), dict(high=10.5, low=10)]:
+            transport.set_write_buffer_limits(**kwargs)
+            limits.append(transport.get_write_buffer_limits())
+        errors = []
+        for bad in [dict(high='x'), dict(high=1.0, low=2.0)]:
+            try:
+                transport.set_write_buffer_limits(**bad)
+            except (TypeError, ValueError) as exc:
+                errors.append(f'{type(exc).__name__}: {exc}')
+        return limits, errors
+
+    limits, errors = net.run(main())
+    assert limits == [(37500.0, 150000.0), (1000.0, 4000.0), (10, 10.5)]
+    assert [type(v) for pair in limits for v in pair] == [float, float, float, float, int, float]
+    assert errors == [
+        "TypeError: unsupported operand type(s) for //: 'str' and 'int'",
+        'ValueError: high (1.0) must be >= low (2.0) must be >= 0',
+    ]
+
+
 def test_pause_and_resume_writing_at_water_marks(loop, net, side):
     """pause_writing as soon as the buffer exceeds the high-water mark (from
     inside write()), resume_writing once it drains to the low-water mark;
