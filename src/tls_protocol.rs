@@ -9,8 +9,9 @@
 //! `_do_write`), handing ciphertext to the socket transport
 //! (`_process_outgoing`) and both flow-control checks. Each method mirrors
 //! the stock method of the same name line by line;
-//! `ferroloop._tls_protocol.TlsProtocol` puts `TlsProtocolCore` in front of
-//! `SSLProtocol` in its MRO, so SSLProtocol's Python code calls these too.
+//! `ferroloop._tls_protocol.SSLProtocol` puts `TlsProtocolCore` in front of
+//! asyncio's `SSLProtocol` in its MRO, so the stock Python code calls these
+//! too.
 //!
 //! The attributes the record path reads (`_state`, `_sslobj`, the BIOs, the
 //! write backlog, the flow-control flags and water marks, ...) are native
@@ -19,10 +20,12 @@
 //!
 //! Two shortcuts, both invisible to the app:
 //! - After a record is decrypted, the read loop stops when neither the
-//!   incoming BIO nor OpenSSL holds anything more, instead of calling
-//!   `read()` once more only to catch `SSLWantReadError` (building that
-//!   exception costs more than decrypting a 1 KiB record). With OpenSSL's
-//!   read-ahead off (Python never turns it on) that read could only fail.
+//!   incoming BIO nor OpenSSL holds anything more (the BIO is empty, and the
+//!   read returned less than `max_size` or `pending()` is 0), instead of
+//!   calling `read()` once more only to catch `SSLWantReadError` (building
+//!   that exception costs more than decrypting a 1 KiB record). With
+//!   OpenSSL's read-ahead off (Python never turns it on) that read could
+//!   only fail.
 //! - `ssl.SSLObject.read/write/pending` are one-line Python wrappers over
 //!   the C object in its `_sslobj`; for exactly `ssl.SSLObject` (not a
 //!   context's custom `sslobject_class`) the C methods are called directly.
