@@ -471,6 +471,20 @@ impl LoopCore {
         sock_waiter::wait(slf, fd, Side::Read, sock, SockOp::Accept)
     }
 
+    /// Waits until the background `sock.connect(address)` has finished;
+    /// the future fails with `OSError(err, 'Connect call failed ...')`.
+    fn _sock_wait_connect<'py>(
+        slf: &Bound<'py, Self>,
+        fd: RawFd,
+        sock: &Bound<'py, PyAny>,
+        address: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = SockOp::Connect {
+            address: address.clone().unbind(),
+        };
+        sock_waiter::wait(slf, fd, Side::Write, sock, op)
+    }
+
     /// Removes the waiter that would resolve `fut` from `fd` (the writer side
     /// when `write`), if it is still registered: a wait that ended otherwise
     /// (cancellation). Returns whether it was.

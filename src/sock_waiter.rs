@@ -22,7 +22,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use ferroloop_engine::sockio;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -53,6 +53,9 @@ pub(crate) enum SockOp {
     },
     /// `sock.accept()`; the new connection is made non-blocking.
     Accept,
+    /// The end of a background `sock.connect(address)`: `SO_ERROR` says
+    /// how it went (selector_events' `_sock_connect_cb`).
+    Connect { address: Py<PyAny> },
 }
 
 impl SockOp {
@@ -74,6 +77,9 @@ impl SockOp {
                 native: *native,
             },
             SockOp::Accept => SockOp::Accept,
+            SockOp::Connect { address } => SockOp::Connect {
+                address: address.clone_ref(py),
+            },
         }
     }
 
@@ -84,6 +90,7 @@ impl SockOp {
             SockOp::RecvInto { .. } => "_sock_recv_into",
             SockOp::SendAll { .. } => "_sock_sendall",
             SockOp::Accept => "_sock_accept",
+            SockOp::Connect { .. } => "_sock_connect_cb",
         }
     }
 }
@@ -221,6 +228,7 @@ impl SockWaiter {
         match &p.op {
             SockOp::RecvInto { buf } => visit.call(buf),
             SockOp::SendAll { data, .. } => visit.call(data),
+            SockOp::Connect { address } => visit.call(address),
             SockOp::Recv { .. } | SockOp::Accept => Ok(()),
         }
     }
@@ -319,6 +327,23 @@ fn attempt(py: Python<'_>, sock: &Bound<'_, PyAny>, plain: bool, op: &SockOp) ->
                 Ok(Step::Done(py.None()))
             } else {
                 Ok(Step::Sent(pos))
+            }
+        }
+        SockOp::Connect { address } => {
+            let err = sock.call_method1(
+                intern!(py, "getsockopt"),
+                (libc::SOL_SOCKET, libc::SO_ERROR),
+            );
+            match py_step(py, err)? {
+                Step::Done(err) => match err.bind(py).extract::<i32>()? {
+                    0 => Ok(Step::Done(py.None())),
+                    // OSError(errno, ...) picks the subclass (ConnectionRefusedError, ...).
+                    err => Err(PyOSError::new_err((
+                        err,
+                        format!("Connect call failed {}", address.bind(py).str()?),
+                    ))),
+                },
+                other => Ok(other),
             }
         }
         SockOp::Accept => match py_step(py, sock.call_method0(intern!(py, "accept")))? {

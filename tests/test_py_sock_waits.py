@@ -1,4 +1,5 @@
-"""The waits of loop.sock_recv / sock_recv_into / sock_sendall / sock_accept:
+"""The waits of loop.sock_recv / sock_recv_into / sock_sendall / sock_accept /
+sock_connect:
 cancellation cleanup, replaced and removed waits, fd reuse after close,
 errors raised by the waiting call, large partial sends, socket subclasses.
 
@@ -534,3 +535,58 @@ def test_accept_wait(loop):
 
         run(loop, main())
         assert loop.remove_reader(listener) is False
+
+
+# -- sock_connect -------------------------------------------------------
+
+
+def test_connect_refused_error_matches_asyncio(loop):
+    # On loopback a non-blocking connect to a closed port is "in progress"
+    # first; SO_ERROR then says ECONNREFUSED.
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        address = probe.getsockname()
+    with socket.socket() as sock:
+        sock.setblocking(False)
+
+        async def main():
+            with pytest.raises(ConnectionRefusedError) as info:
+                await loop.sock_connect(sock, address)
+            return info.value
+
+        exc = run(loop, main())
+        assert exc.errno == errno.ECONNREFUSED
+        assert str(exc) == f'[Errno {errno.ECONNREFUSED}] Connect call failed {address}'
+        assert loop.remove_writer(sock) is False
+
+
+def test_connect_completes_and_cancelled_connects_leave_nothing(loop):
+    # A listener whose accept queue is full drops SYNs: some of these
+    # connects stay pending, and are cancelled.
+    with socket.socket() as listener:
+        listener.bind(('127.0.0.1', 0))
+        listener.listen(0)
+        socks = [socket.socket() for _ in range(4)]
+        for s in socks:
+            s.setblocking(False)
+        try:
+            async def main():
+                tasks = [loop.create_task(loop.sock_connect(s, listener.getsockname()))
+                         for s in socks]
+                await spin()
+                done = [t.done() and t.exception() is None for t in tasks]
+                pending = [t for t in tasks if not t.done()]
+                for t in pending:
+                    t.cancel()
+                for t in pending:
+                    with pytest.raises(asyncio.CancelledError):
+                        await t
+                return done, len(pending)
+
+            done, pending = run(loop, main())
+            assert done[0] is True  # the accept queue takes at least one
+            assert pending >= 1
+            assert [loop.remove_writer(s) for s in socks] == [False] * 4
+        finally:
+            for s in socks:
+                s.close()

@@ -4,12 +4,12 @@ Same scheme as asyncio's selector loop: try the non-blocking call at once;
 if it would block, wait for the fd to be ready, retry, and resolve a future
 with the outcome.
 
-sock_recv, sock_recv_into, sock_sendall and sock_accept wait natively: the
-loop registers a waiter (src/sock_waiter.rs) that makes the call and
-resolves the future itself, removing its registration as it does.  When the
-wait ends otherwise (the awaiting task is cancelled), the coroutine removes
-the waiter (_sock_unwait), so nothing stays registered.  Their bodies are
-kept minimal: they run once per message.
+sock_recv, sock_recv_into, sock_sendall, sock_accept and sock_connect wait
+natively: the loop registers a waiter (src/sock_waiter.rs) that makes the
+call and resolves the future itself, removing its registration as it does.
+When the wait ends otherwise (the awaiting task is cancelled), the
+coroutine removes the waiter (_sock_unwait), so nothing stays registered.
+Their bodies are kept minimal: they run once per message.
 
 The other operations keep asyncio's shape: a reader/writer callback that
 retries the call, and a done callback on the future that removes it.
@@ -218,42 +218,24 @@ class SockOpsMixin:
                 loop=self)
             address = resolved[0][4]
 
-        fut = self.create_future()
         try:
             sock.connect(address)
         except (BlockingIOError, InterruptedError):
             # The connection proceeds in the background (also after EINTR,
             # bpo-23618); writability says it finished, SO_ERROR how.
-            self._retry_when_writable(fut, sock, self._sock_connect_ready,
-                                      address)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
+            pass
         else:
-            fut.set_result(None)
+            return None
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        fut = self._sock_wait_connect(fd, sock, address)
         try:
             return await fut
+        except BaseException:
+            self._sock_unwait(fd, True, fut)
+            raise
         finally:
             # Break the reference cycle through the traceback on error.
-            fut = None
-
-    def _sock_connect_ready(self, fut, sock, address):
-        if fut.done():
-            return
-        try:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err != 0:
-                raise OSError(err, f'Connect call failed {address}')
-        except (BlockingIOError, InterruptedError):
-            pass  # still connecting: the writer stays registered
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(None)
-        finally:
             fut = None
 
     async def sock_accept(self, sock):
