@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix matrix-tree bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
 
 all: build
 
@@ -38,6 +38,20 @@ test-cpython: build
 # Last, so `make test` ends with pytest's summary line.
 test-py: build
 	$(PY) -m pytest tests
+
+# Python 3.13, 3.14 and 3.15 from Debian sid in a debootstrap tree (.matrix/,
+# git-ignored; needs root): each version's venv, release build, its own
+# test_asyncio and the pytest suite. MATRIX_VERSIONS picks versions.
+MATRIX_VERSIONS ?= 3.13 3.14 3.15
+MATRIX := tools/matrix/matrix.sh
+
+matrix-tree:
+	$(MATRIX) tree
+
+test-matrix: matrix-tree
+	@rc=0; for v in $(MATRIX_VERSIONS); do \
+	    echo "=== CPython $$v"; $(MATRIX) test $$v || rc=1; \
+	done; exit $$rc
 
 bench: build
 	$(PY) benchmarks/run.py

@@ -2,9 +2,11 @@
 
 import concurrent.futures
 import threading
+import warnings
 
 from asyncio import coroutines
 from asyncio import futures
+from asyncio import timeouts
 
 
 def _check_callable(func, method):
@@ -44,8 +46,13 @@ class ExecutorMixin:
             raise TypeError('executor must be ThreadPoolExecutor instance')
         self._default_executor = executor
 
-    async def shutdown_default_executor(self):
-        """Shut the default executor down, waiting for its threads to finish."""
+    async def shutdown_default_executor(self, timeout=None):
+        """Shut the default executor down, waiting for its threads to finish.
+
+        timeout (3.12+; accepted on 3.11 too) bounds the wait: past it, a
+        RuntimeWarning is issued and the executor is shut down without
+        waiting, as the stock loop does.
+        """
         self._executor_shutdown_called = True
         if self._default_executor is None:
             return
@@ -56,17 +63,25 @@ class ExecutorMixin:
                                   args=(future,))
         thread.start()
         try:
-            await future
-        finally:
+            async with timeouts.timeout(timeout):
+                await future
+        except TimeoutError:
+            # The stock loop's wording, typo included: filters match on it.
+            warnings.warn("The executor did not finishing joining "
+                          f"its threads within {timeout} seconds.",
+                          RuntimeWarning, stacklevel=2)
+            self._default_executor.shutdown(wait=False)
+        else:
             thread.join()
 
     def _shutdown_executor_in_thread(self, future):
         try:
             self._default_executor.shutdown(wait=True)
             if not self.is_closed():
-                self.call_soon_threadsafe(future.set_result, None)
+                self.call_soon_threadsafe(
+                    futures._set_result_unless_cancelled, future, None)
         except Exception as ex:
-            if not self.is_closed():
+            if not self.is_closed() and not future.cancelled():
                 self.call_soon_threadsafe(future.set_exception, ex)
 
     def _close_default_executor(self):

@@ -348,7 +348,7 @@ def main():
         with open(args.skip_ids, encoding="utf-8") as f:
             done = {line.strip() for line in f if line.strip()}
 
-    excl = exclusions_mod.Exclusions(exclusions_mod.EXCLUSIONS)
+    excl = exclusions_mod.Exclusions(exclusions_mod.for_this_python())
     selected = []
     for t in tests:
         if not isinstance(t, unittest.TestCase):

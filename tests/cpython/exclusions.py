@@ -13,6 +13,7 @@ Genuine ferroloop bugs do NOT belong here: fix them in ferroloop.
 """
 
 import fnmatch
+import sys
 
 CATEGORIES = (
     # The test pokes private internals of asyncio's own Python loop
@@ -88,6 +89,21 @@ EXCLUSIONS = {
     # ------------------------------------------- fails on stock asyncio too
     # (filled from the `--loop asyncio` baseline; see README.md)
 }
+
+# Exclusions that hold only on some Pythons: (min, max) version bounds,
+# inclusive, as tuples like (3, 14); None for an open end.
+VERSIONED_EXCLUSIONS = [
+]
+
+
+def for_this_python(version=None):
+    """EXCLUSIONS plus the VERSIONED_EXCLUSIONS that apply to this Python."""
+    version = tuple(version or sys.version_info[:2])
+    table = dict(EXCLUSIONS)
+    for lo, hi, entries in VERSIONED_EXCLUSIONS:
+        if (lo is None or version >= lo) and (hi is None or version <= hi):
+            table.update(entries)
+    return table
 
 
 class Exclusions:

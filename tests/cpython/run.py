@@ -58,6 +58,29 @@ REQUIRED_MODULES = [
     "test_sslproto",
 ]
 
+# Modules that newer Pythons added to test_asyncio; each runs where the
+# interpreter has it, so every version is held to its own suite.
+NEWER_MODULES = [
+    "test_eager_task_factory",  # 3.12
+    "test_staggered",           # 3.12
+    "test_free_threading",      # 3.14
+    "test_graph",               # 3.14
+    "test_tools",               # 3.14
+    "test_server_context",      # 3.15
+]
+
+
+def default_modules():
+    """REQUIRED_MODULES plus the NEWER_MODULES this interpreter ships."""
+    try:
+        import test.test_asyncio as pkg
+    except ImportError:
+        return list(REQUIRED_MODULES)
+    here = os.path.dirname(pkg.__file__)
+    return list(REQUIRED_MODULES) + [
+        m for m in NEWER_MODULES
+        if os.path.exists(os.path.join(here, m + ".py"))]
+
 LOOP_ENV = "FERROLOOP_CONFORMANCE_LOOP"
 FAILED = ("failed", "error", "xpass")
 MAX_RESTARTS = 20  # per module, after crashes / per-test timeouts
@@ -358,7 +381,7 @@ def print_by_cause(ordered, out):
 def print_passing_excluded(ordered, out):
     """With --ignore-exclusions/--run-excluded: excluded tests that passed,
     i.e. exclusions to delete."""
-    excl = exclusions_mod.Exclusions(exclusions_mod.EXCLUSIONS)
+    excl = exclusions_mod.Exclusions(exclusions_mod.for_this_python())
     rows = []
     for mr in ordered:
         for tid in mr.order:
@@ -423,7 +446,7 @@ def parse_args(argv):
         ap.error(f"${LOOP_ENV} must be ferroloop or asyncio")
     if opts.in_progress:
         opts.run_excluded += list(exclusions_mod.IN_PROGRESS)
-    opts.modules = opts.modules or list(REQUIRED_MODULES)
+    opts.modules = opts.modules or default_modules()
     for i, m in enumerate(opts.modules):
         m = m[:-3] if m.endswith(".py") else m
         opts.modules[i] = m.rsplit(".", 1)[-1]
