@@ -10,7 +10,8 @@ use crate::handles::Handle;
 use crate::pyhelpers::asyncio_logger;
 
 static GET_IDENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static COROUTINES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+/// `asyncio.coroutines`' `iscoroutine` and its coroutine-function test.
+static COROUTINE_CHECKS: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 static TASK_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `threading.get_ident()`.
@@ -44,16 +45,20 @@ pub(crate) fn check_callback(
     callback: &Bound<'_, PyAny>,
     method: &str,
 ) -> PyResult<()> {
-    let coroutines = COROUTINES
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("asyncio.coroutines")?.unbind())
-        })?
-        .bind(py);
-    if coroutines
-        .call_method1("iscoroutine", (callback,))?
-        .is_truthy()?
-        || coroutines
-            .call_method1("iscoroutinefunction", (callback,))?
+    let (iscoroutine, iscoroutinefunction) = COROUTINE_CHECKS.get_or_try_init(py, || {
+        let coroutines = py.import("asyncio.coroutines")?;
+        // 3.14 deprecated the public `iscoroutinefunction` (it warns); the
+        // stock loop calls the private one where it exists.
+        let func = match coroutines.getattr("_iscoroutinefunction") {
+            Ok(func) => func,
+            Err(_) => coroutines.getattr("iscoroutinefunction")?,
+        };
+        Ok::<_, PyErr>((coroutines.getattr("iscoroutine")?.unbind(), func.unbind()))
+    })?;
+    if iscoroutine.bind(py).call1((callback,))?.is_truthy()?
+        || iscoroutinefunction
+            .bind(py)
+            .call1((callback,))?
             .is_truthy()?
     {
         return Err(PyTypeError::new_err(format!(

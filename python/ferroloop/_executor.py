@@ -4,14 +4,15 @@ import concurrent.futures
 import threading
 import warnings
 
-from asyncio import coroutines
 from asyncio import futures
 from asyncio import timeouts
+
+from ._coroutine_checks import is_coroutine_or_function
 
 
 def _check_callable(func, method):
     # The debug-mode check asyncio applies to functions handed to the loop.
-    if coroutines.iscoroutine(func) or coroutines.iscoroutinefunction(func):
+    if is_coroutine_or_function(func):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(func):
         raise TypeError(

@@ -14,9 +14,10 @@ import sys
 import threading
 import warnings
 
-from asyncio import coroutines
 from asyncio import events
 from asyncio.log import logger
+
+from ._coroutine_checks import is_coroutine_or_function
 
 
 def _ignore_signal(signum, frame):
@@ -45,8 +46,7 @@ class SignalsMixin:
         Raise ValueError for an invalid signal number, RuntimeError if the
         signal cannot be caught or this is not the main thread.
         """
-        if (coroutines.iscoroutine(callback) or
-                coroutines.iscoroutinefunction(callback)):
+        if is_coroutine_or_function(callback):
             raise TypeError("coroutines cannot be used "
                             "with add_signal_handler()")
         self._check_signal(sig)
