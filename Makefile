@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix matrix-tree bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
 
 all: build
 
@@ -51,7 +51,14 @@ matrix-tree:
 test-matrix: matrix-tree
 	@rc=0; for v in $(MATRIX_VERSIONS); do \
 	    echo "=== CPython $$v"; $(MATRIX) test $$v || rc=1; \
-	done; exit $$rc
+	done; $(MATRIX) summary $(MATRIX_VERSIONS); exit $$rc
+
+# The micro-benchmarks on each version of the matrix (uvloop and rloop where
+# they install there).
+bench-matrix: matrix-tree
+	@for v in $(MATRIX_VERSIONS); do \
+	    echo "=== CPython $$v"; $(MATRIX) bench $$v || exit 1; \
+	done
 
 bench: build
 	$(PY) benchmarks/run.py

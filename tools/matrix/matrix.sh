@@ -11,6 +11,8 @@
 #   tools/matrix/matrix.sh run VER CMD...       CMD in the tree, cwd = project, venv of VER active
 #   tools/matrix/matrix.sh build VER            venv .matrix/venv-VER + release build of ferroloop
 #   tools/matrix/matrix.sh test VER [ARGS]      build, then pytest and that version's test_asyncio
+#   tools/matrix/matrix.sh summary [VER...]     per-version totals of the last test runs
+#   tools/matrix/matrix.sh bench VER [ARGS]     build, then the micro-benchmarks (benchmarks/run.py)
 #   tools/matrix/matrix.sh shell VER            interactive shell in the tree
 set -euo pipefail
 
@@ -130,10 +132,31 @@ cmd_build() {
 cmd_test() {
     local ver="$1"; shift
     cmd_build "$ver"
-    local rc=0
-    in_tree "$ver" python tests/cpython/run.py "$@" || rc=1
-    in_tree "$ver" python -m pytest tests -p no:cacheprovider || rc=1
+    local rc=0 logs="$MATRIX/logs"
+    mkdir -p "$logs"
+    in_tree "$ver" python tests/cpython/run.py "$@" 2>&1 | tee "$logs/conformance-$ver.txt" ||
+        rc=1
+    in_tree "$ver" python -m pytest tests -p no:cacheprovider 2>&1 | tee "$logs/pytest-$ver.txt" ||
+        rc=1
     return $rc
+}
+
+# One line per version: that version's test_asyncio totals and pytest's summary.
+cmd_summary() {
+    local logs="$MATRIX/logs" ver conf py
+    printf '%-8s %-34s %s\n' python "test_asyncio (conformance)" pytest
+    for ver in "$@"; do
+        conf=$(tail -n 1 "$logs/conformance-$ver.txt" 2>/dev/null || echo "not run")
+        py=$(grep -E '^=*.* (passed|failed|error).* in [0-9.]+s' "$logs/pytest-$ver.txt" 2>/dev/null |
+             tail -n 1 | tr -d '=' | sed 's/^ *//' || true)
+        printf '%-8s %-34s %s\n' "$ver" "$conf" "${py:-not run}"
+    done
+}
+
+cmd_bench() {
+    local ver="$1"; shift
+    cmd_build "$ver"
+    in_tree "$ver" python benchmarks/run.py "$@"
 }
 
 sub="${1:-}"; shift || true
@@ -142,6 +165,8 @@ case "$sub" in
     run) [ $# -ge 2 ] || die "usage: run VER CMD..."; in_tree "$@" ;;
     build) [ $# -eq 1 ] || die "usage: build VER"; cmd_build "$1" ;;
     test) [ $# -ge 1 ] || die "usage: test VER [run.py args]"; cmd_test "$@" ;;
+    summary) [ $# -gt 0 ] || set -- $VERSIONS; cmd_summary "$@" ;;
+    bench) [ $# -ge 1 ] || die "usage: bench VER [run.py args]"; cmd_bench "$@" ;;
     shell) [ $# -eq 1 ] || die "usage: shell VER"; in_tree "$1" /bin/bash ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 2 ;;
 esac
