@@ -82,13 +82,15 @@ in_tree() {
     # The mounts live only in this namespace: they disappear when it exits.
     script=$(cat <<EOF
 set -e
-mkdir -p "$ROOT/proc" "$ROOT/dev" "$ROOT$PROJ" "$ROOT$cargo_home" "$ROOT$rustup_home" "$ROOT/tmp"
+mkdir -p "$ROOT/proc" "$ROOT/dev" "$ROOT/tmp"
 mount -t proc proc "$ROOT/proc"
 mount --rbind /dev "$ROOT/dev"
+# /tmp first: a project or toolchain that lives under /tmp goes on top of it.
+mount -t tmpfs -o size=8g tmpfs "$ROOT/tmp"
+mkdir -p "$ROOT$PROJ" "$ROOT$cargo_home" "$ROOT$rustup_home"
 mount --bind "$PROJ" "$ROOT$PROJ"
 mount --bind "$cargo_home" "$ROOT$cargo_home"
 mount --bind "$rustup_home" "$ROOT$rustup_home"
-mount -t tmpfs -o size=8g tmpfs "$ROOT/tmp"
 exec chroot "$ROOT" /usr/bin/env -i \
     HOME="$HOME" TERM="${TERM:-dumb}" LANG=C.UTF-8 \
     PATH="$venv/bin:$cargo_home/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
