@@ -49,12 +49,16 @@ pub(crate) fn check_callback(
             Ok::<_, PyErr>(py.import("asyncio.coroutines")?.unbind())
         })?
         .bind(py);
+    // 3.14 deprecated asyncio.iscoroutinefunction (calling it warns); the
+    // stock loop calls its private, silent twin wherever that exists.
+    let iscoroutinefunction = match coroutines.getattr("_iscoroutinefunction") {
+        Ok(func) => func,
+        Err(_) => coroutines.getattr("iscoroutinefunction")?,
+    };
     if coroutines
         .call_method1("iscoroutine", (callback,))?
         .is_truthy()?
-        || coroutines
-            .call_method1("iscoroutinefunction", (callback,))?
-            .is_truthy()?
+        || iscoroutinefunction.call1((callback,))?.is_truthy()?
     {
         return Err(PyTypeError::new_err(format!(
             "coroutines cannot be used with {method}()"

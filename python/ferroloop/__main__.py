@@ -14,6 +14,7 @@ import sys
 import zipfile
 
 import ferroloop
+from ferroloop import _policy
 
 USAGE = """\
 usage: python -m ferroloop script.py [args...]
@@ -33,7 +34,10 @@ def main(argv=None):
         print(f'ferroloop {ferroloop.__version__}')
         return 0
 
-    ferroloop.install()
+    # Not ferroloop.install(): choosing the loop this way is the user's
+    # request, so no deprecation warning on 3.14+ (asyncio.run() itself
+    # reads the policy through the same non-warning route).
+    _policy.set_policy_quietly(_policy.EventLoopPolicy())
 
     if args[0] == '-m':
         if len(args) < 2:

@@ -8,10 +8,15 @@ from asyncio import coroutines
 from asyncio import futures
 from asyncio import timeouts
 
+# 3.14 deprecated asyncio.iscoroutinefunction (calling it warns); the stock
+# loop calls its private, silent twin wherever that exists.
+_iscoroutinefunction = getattr(coroutines, '_iscoroutinefunction',
+                               coroutines.iscoroutinefunction)
+
 
 def _check_callable(func, method):
     # The debug-mode check asyncio applies to functions handed to the loop.
-    if coroutines.iscoroutine(func) or coroutines.iscoroutinefunction(func):
+    if coroutines.iscoroutine(func) or _iscoroutinefunction(func):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(func):
         raise TypeError(

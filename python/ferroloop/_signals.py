@@ -18,6 +18,11 @@ from asyncio import coroutines
 from asyncio import events
 from asyncio.log import logger
 
+# 3.14 deprecated asyncio.iscoroutinefunction (calling it warns); the stock
+# loop calls its private, silent twin wherever that exists.
+_iscoroutinefunction = getattr(coroutines, '_iscoroutinefunction',
+                               coroutines.iscoroutinefunction)
+
 
 def _ignore_signal(signum, frame):
     # Installed as the Python-level handler: the wakeup fd does the work.
@@ -46,7 +51,7 @@ class SignalsMixin:
         signal cannot be caught or this is not the main thread.
         """
         if (coroutines.iscoroutine(callback) or
-                coroutines.iscoroutinefunction(callback)):
+                _iscoroutinefunction(callback)):
             raise TypeError("coroutines cannot be used "
                             "with add_signal_handler()")
         self._check_signal(sig)
