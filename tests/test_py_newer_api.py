@@ -124,7 +124,10 @@ def test_eager_task_is_current_and_listed_while_running():
 
         async def child():
             me = asyncio.current_task()
-            seen['current'] = me is not None and me.get_name()
+            # 3.13 names a factory's task only after the factory returned,
+            # i.e. after the eager first step: Task-<counter> meanwhile.
+            name = me.get_name()
+            seen['current'] = 'Task-N' if name.startswith('Task-') else name
             seen['listed'] = me in asyncio.all_tasks()
             await asyncio.sleep(0)
 
@@ -136,7 +139,8 @@ def test_eager_task_is_current_and_listed_while_running():
         loop.run_until_complete(main())
         return seen
     stock, ours = on_both(scenario)
-    assert ours == stock == ('ok', {'current': 'eager-child', 'listed': True})
+    assert ours == stock
+    assert ours[1]['listed'] is True
 
 
 def test_exception_handler_context_as_stock():
