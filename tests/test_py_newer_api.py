@@ -196,7 +196,7 @@ def run_python(code, *args, cwd=None):
 
 
 QUIET_ENTRY_POINTS = textwrap.dedent('''\
-    import asyncio, inspect, ferroloop
+    import asyncio, inspect, signal, ferroloop
 
     async def main():
         return type(asyncio.get_running_loop()).__name__
@@ -209,13 +209,27 @@ QUIET_ENTRY_POINTS = textwrap.dedent('''\
     with asyncio.Runner(loop_factory=ferroloop.new_event_loop) as runner:
         print(runner.run(main()))
     from ferroloop import *
+
+    async def debug_checks():
+        # Debug mode checks callbacks with asyncio's coroutine-function test,
+        # whose public name 3.14 deprecated.
+        loop = asyncio.get_running_loop()
+        loop.call_soon(print, 'call_soon')
+        await asyncio.sleep(0)
+        await loop.run_in_executor(None, print, 'run_in_executor')
+        loop.add_signal_handler(signal.SIGUSR1, print)
+        loop.remove_signal_handler(signal.SIGUSR1)
+        return 'debug'
+
+    print(ferroloop.run(debug_checks(), debug=True))
 ''')
 
 
 def test_recommended_entry_points_do_not_warn():
     result = run_python(['-c', QUIET_ENTRY_POINTS])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ['Loop', 'Loop', 'Loop']
+    assert result.stdout.split() == ['Loop', 'Loop', 'Loop', 'call_soon',
+                                     'run_in_executor', 'debug']
 
 
 def test_python_m_ferroloop_does_not_warn(tmp_path):

@@ -5,7 +5,9 @@
 
 The program runs as __main__ with sys.argv as if Python had started it
 directly; ferroloop's policy is installed first, so asyncio.run(),
-asyncio.new_event_loop() and get_event_loop() create ferroloop loops.
+asyncio.new_event_loop() and get_event_loop() create ferroloop loops.  On
+Python 3.14+, where policies are deprecated, it is installed the way
+asyncio's own internals read it: without a DeprecationWarning.
 """
 
 import os
