@@ -94,6 +94,17 @@ def test_create_task_keywords_as_stock(kwargs, with_factory):
     assert ours == stock
 
 
+def test_debug_source_traceback_ends_at_the_caller():
+    def scenario(loop):
+        loop.set_debug(True)
+        task = loop.create_task(noop())
+        last = task._source_traceback[-1]
+        loop.run_until_complete(task)
+        return last.filename, last.name
+    stock, ours = on_both(scenario)
+    assert ours == stock == ('ok', (__file__, 'scenario'))
+
+
 @pytest.mark.skipif(not hasattr(asyncio, 'eager_task_factory'),
                     reason='eager tasks are Python 3.12+')
 def test_eager_task_factory_starts_tasks_synchronously():

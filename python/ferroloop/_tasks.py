@@ -50,9 +50,12 @@ def _name_factory_task(task, name):
 
 def _new_task(loop, coro, kwargs):
     task = tasks.Task(coro, loop=loop, **kwargs)
-    if task._source_traceback:
-        # Point the debug traceback at the caller, not at create_task().
-        del task._source_traceback[-1]
+    source_traceback = task._source_traceback
+    # Debug mode: point the traceback at create_task()'s caller, as the stock
+    # loop does by dropping its create_task frame; here that frame and this
+    # helper's (both in this file).
+    while source_traceback and source_traceback[-1].filename == __file__:
+        del source_traceback[-1]
     try:
         return task
     finally:
