@@ -36,8 +36,10 @@ def _stock_create_task_style():
 
 _STYLE = _stock_create_task_style()
 
-# 3.11 names a factory's task through a helper that tolerates task-likes
-# without set_name(); 3.12 dropped it and calls set_name() directly.
+# 3.11 and 3.12 name a factory's task with tasks._set_task_name(), which
+# skips name=None and task-likes without set_name(); 3.13 removed it along
+# with that create_task style.  Fall back to set_name() should a build have
+# the old style without the helper.
 _set_task_name = getattr(tasks, '_set_task_name', None)
 
 
