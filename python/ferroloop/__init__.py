@@ -3,8 +3,10 @@
     import ferroloop
     ferroloop.run(main())          # like asyncio.run(), on a ferroloop loop
 
+    asyncio.run(main(), loop_factory=ferroloop.new_event_loop)   # 3.12+
+
     ferroloop.install()            # make asyncio itself create ferroloop loops
-    asyncio.run(main())
+    asyncio.run(main())            # (a policy: deprecated on Python 3.14+)
 
 or, without changing the program: python -m ferroloop script.py [args]
 """
@@ -13,10 +15,16 @@ import asyncio as _asyncio
 
 from asyncio import events as _events
 
+from . import _policy
 from ._loop import Loop
-from ._policy import EventLoopPolicy
 
-__all__ = ('Loop', 'new_event_loop', 'EventLoopPolicy', 'install', 'run')
+if _policy.POLICIES_DEPRECATED:
+    # As asyncio.DefaultEventLoopPolicy on 3.14+: still there, but it warns
+    # when looked up (module __getattr__ below) and is out of __all__.
+    __all__ = ('Loop', 'new_event_loop', 'install', 'run')
+else:
+    from ._policy import EventLoopPolicy
+    __all__ = ('Loop', 'new_event_loop', 'EventLoopPolicy', 'install', 'run')
 
 __version__ = '0.1.0'
 
@@ -27,8 +35,16 @@ def new_event_loop():
 
 
 def install():
-    """Make asyncio use ferroloop loops (asyncio.run, get_event_loop, ...)."""
-    _asyncio.set_event_loop_policy(EventLoopPolicy())
+    """Make asyncio use ferroloop loops (asyncio.run, get_event_loop, ...).
+
+    This sets asyncio's event loop policy, so on Python 3.14+ it warns
+    (DeprecationWarning) as asyncio.set_event_loop_policy() does; use run()
+    or asyncio.run(main, loop_factory=new_event_loop) there instead.
+    """
+    if _policy.POLICIES_DEPRECATED:
+        _policy.warn_deprecated('ferroloop.install', stacklevel=2)
+    # One warning is enough: the deprecated setter would warn again.
+    _policy.set_policy_quietly(_policy.EventLoopPolicy())
 
 
 def run(main, *, debug=None):
@@ -43,3 +59,10 @@ def run(main, *, debug=None):
             "asyncio.run() cannot be called from a running event loop")
     with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)
+
+
+def __getattr__(name):
+    if name == 'EventLoopPolicy' and _policy.POLICIES_DEPRECATED:
+        _policy.warn_deprecated(f'ferroloop.{name}', stacklevel=2)
+        return _policy.EventLoopPolicy
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

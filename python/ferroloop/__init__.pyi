@@ -1,12 +1,18 @@
 # Type stubs for the ferroloop package.
 import asyncio
+import sys
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from typing_extensions import deprecated
+
 from ._ferroloop import LoopCore
 
-__all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run")
+if sys.version_info >= (3, 14):
+    __all__ = ("Loop", "new_event_loop", "install", "run")
+else:
+    __all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run")
 
 __version__: str
 
@@ -23,11 +29,27 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):  # type: ignore[misc]
     def __init__(self) -> None: ...
     def set_default_executor(self, executor: ThreadPoolExecutor) -> None: ...  # type: ignore[override]
 
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
-    """asyncio's default event loop policy, creating ferroloop loops."""
+# Python 3.14 deprecated asyncio's policies (removal planned for 3.16); these
+# two warn there as asyncio.DefaultEventLoopPolicy/set_event_loop_policy do.
+if sys.version_info >= (3, 14):
+    @deprecated("Deprecated since Python 3.14 as asyncio's policies are; use ferroloop.run() "
+                "or asyncio.run(main, loop_factory=ferroloop.new_event_loop)")
+    class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+        """asyncio's default event loop policy, creating ferroloop loops."""
 
-    def new_event_loop(self) -> Loop: ...
+        def new_event_loop(self) -> Loop: ...
+
+    @deprecated("Sets an asyncio policy, deprecated since Python 3.14: use ferroloop.run() "
+                "or asyncio.run(main, loop_factory=ferroloop.new_event_loop)")
+    def install() -> None: ...
+
+else:
+    class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+        """asyncio's default event loop policy, creating ferroloop loops."""
+
+        def new_event_loop(self) -> Loop: ...
+
+    def install() -> None: ...
 
 def new_event_loop() -> Loop: ...
-def install() -> None: ...
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T: ...

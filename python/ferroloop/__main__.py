@@ -5,7 +5,9 @@
 
 The program runs as __main__ with sys.argv as if Python had started it
 directly; ferroloop's policy is installed first, so asyncio.run(),
-asyncio.new_event_loop() and get_event_loop() create ferroloop loops.
+asyncio.new_event_loop() and get_event_loop() create ferroloop loops.  On
+Python 3.14+, where policies are deprecated, it is installed the way
+asyncio's own internals read it: without a DeprecationWarning.
 """
 
 import os
@@ -14,6 +16,7 @@ import sys
 import zipfile
 
 import ferroloop
+from ferroloop import _policy
 
 USAGE = """\
 usage: python -m ferroloop script.py [args...]
@@ -33,7 +36,10 @@ def main(argv=None):
         print(f'ferroloop {ferroloop.__version__}')
         return 0
 
-    ferroloop.install()
+    # Not ferroloop.install(): choosing the loop this way is the user's
+    # request, so no deprecation warning on 3.14+ (asyncio.run() itself
+    # reads the policy through the same non-warning route).
+    _policy.set_policy_quietly(_policy.EventLoopPolicy())
 
     if args[0] == '-m':
         if len(args) < 2:

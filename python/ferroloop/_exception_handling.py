@@ -4,9 +4,32 @@ The native core calls call_exception_handler() when a callback raises, with
 the same context dict as asyncio's Handle._run builds.
 """
 
+import asyncio
 import traceback
 
 from asyncio.log import logger
+
+
+# 3.12 gave handles (and tasks) get_context() and, with it, made a custom
+# exception handler run in the context of the task/future/handle the error
+# is about.  Follow whichever the running asyncio does.
+_HANDLER_IN_OBJECT_CONTEXT = hasattr(asyncio.Handle, 'get_context')
+
+
+def _context_of(context):
+    """The contextvars.Context the error's task/future/handle runs in."""
+    # A Task may sit under 'future'; plain Futures have no get_context.
+    for key in ('task', 'future', 'handle'):
+        thing = context.get(key)
+        if thing is not None:
+            break
+    else:
+        return None
+    get_context = getattr(thing, 'get_context', None)
+    if get_context is None:
+        return None
+    ctx = get_context()
+    return ctx if hasattr(ctx, 'run') else None
 
 
 class ExceptionHandlingMixin:
@@ -82,7 +105,11 @@ class ExceptionHandlingMixin:
             return
 
         try:
-            self._exception_handler(self, context)
+            ctx = _context_of(context) if _HANDLER_IN_OBJECT_CONTEXT else None
+            if ctx is not None:
+                ctx.run(self._exception_handler, self, context)
+            else:
+                self._exception_handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
