@@ -561,14 +561,23 @@ def test_transport_api_and_repr(loop):
         ('pipe_lost', 0, None), ('pipe_lost', 1, None)]
 
 
-def test_cancelled_creation_kills_and_reaps_the_child(loop):
+@pytest.mark.parametrize('when', ['while_starting', 'while_connecting'])
+def test_cancelled_creation_kills_and_reaps_the_child(loop, when):
+    # ferroloop starts the child in a thread: a cancellation can arrive
+    # before the child exists ('while_starting'; the stock loop's Popen
+    # call is over by then), or after, while its pipes connect.
     async def main():
         task = asyncio.ensure_future(asyncio.create_subprocess_exec(
             *python_child('import time; time.sleep(60)'),
             stdin=PIPE, stdout=PIPE))
-        # One iteration starts the child; cancel while its pipes connect.
         await asyncio.sleep(0)
-        assert len(child_pids()) == 1
+        if when == 'while_connecting':
+            # Iterations until the child exists (one on the stock loop).
+            for _ in range(100_000):
+                if child_pids():
+                    break
+                await asyncio.sleep(0)
+            assert len(child_pids()) == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
