@@ -9,6 +9,7 @@ thread never blocks on that pipe, and nothing needs allowing.
 """
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -34,12 +35,20 @@ def run_busted(loop, coro):
 
 
 def test_blockbuster_is_active(loop):
-    # Sanity: Popen called from a coroutine is caught.
-    async def main():
-        subprocess.Popen([sys.executable, '-c', 'pass']).wait()
+    # Sanity: a blocking read of a pipe in the loop thread, the call Popen
+    # makes on its exec-error pipe, is caught.
+    r, w = os.pipe()
+    os.write(w, b'x')
 
-    with pytest.raises(BlockingError):
-        run_busted(loop, main())
+    async def main():
+        os.read(r, 1)
+
+    try:
+        with pytest.raises(BlockingError):
+            run_busted(loop, main())
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_create_subprocess_exec_communicate(loop):
