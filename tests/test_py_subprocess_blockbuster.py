@@ -15,7 +15,9 @@ import sys
 
 import pytest
 
-from blockbuster import BlockingError, blockbuster_ctx
+blockbuster = pytest.importorskip('blockbuster')
+BlockingError = blockbuster.BlockingError
+blockbuster_ctx = blockbuster.blockbuster_ctx
 
 import ferroloop
 
