@@ -309,6 +309,25 @@ def test_start_new_session(loop):
     assert sid != os.getsid(0)
 
 
+@pytest.mark.parametrize('how', ['preexec_fn', 'process_group'])
+def test_own_process_group(loop, how):
+    # preexec_fn runs in the child before exec (ferroloop calls Popen in a
+    # thread: the child is forked from that thread).
+    options = ({'preexec_fn': lambda: os.setpgid(0, 0)} if how == 'preexec_fn'
+               else {'process_group': 0})
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            *python_child('import os; print(os.getpgid(0), os.getpid())'),
+            stdout=PIPE, **options)
+        out, _ = await proc.communicate()
+        return [int(n) for n in out.split()]
+
+    pgid, pid = run(loop, main())
+    assert pgid == pid
+    assert pgid != os.getpgid(0)
+
+
 def test_pass_fds(loop):
     r, w = os.pipe()
     code = ('import os, sys; fd = int(sys.argv[1]); '
