@@ -10,7 +10,6 @@ outcomes (value returned, or exception type and message) must be equal.
 """
 
 import asyncio
-import errno
 import os
 import re
 import socket
