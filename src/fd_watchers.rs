@@ -8,7 +8,9 @@ use std::os::fd::RawFd;
 
 use ferroloop_engine::{Interest, Registration};
 use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyInt;
 
 use crate::state::{LoopState, Runnable};
 
@@ -19,35 +21,89 @@ pub(crate) enum Side {
     Write,
 }
 
-/// asyncio's `_fileobj_to_fd`: an int, or an object with `fileno()`.
-pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    let fd: i64 = if let Ok(fd) = obj.extract::<i64>() {
-        fd
+/// What `fileobj_to_fd` made of an fd-or-file-object.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum FdNumber {
+    /// A valid fd number.
+    Fd(RawFd),
+    /// A non-negative int too large for a C int: never registered (the
+    /// stock loop's selector finds no key for it, and its epoll refuses to
+    /// register it with OverflowError).
+    TooLarge,
+}
+
+/// selectors' `_fileobj_to_fd`: an `int` as it is, anything else as
+/// `int(obj.fileno())`; AttributeError, TypeError and ValueError from either
+/// call become `ValueError("Invalid file object: ...")`, other exceptions
+/// propagate, and a negative number is `ValueError("Invalid file
+/// descriptor: ...")`.
+pub(crate) fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<FdNumber> {
+    let py = obj.py();
+    let number = if obj.is_instance_of::<PyInt>() {
+        obj.clone()
     } else {
-        let invalid = || {
-            PyValueError::new_err(format!(
-                "Invalid file object: {}",
-                obj.repr().map(|r| r.to_string()).unwrap_or_default()
-            ))
-        };
-        match obj.call_method0("fileno") {
-            Ok(n) => n.extract::<i64>().map_err(|_| invalid())?,
-            Err(e)
-                if e.is_instance_of::<PyAttributeError>(obj.py())
-                    || e.is_instance_of::<PyTypeError>(obj.py())
-                    || e.is_instance_of::<PyValueError>(obj.py()) =>
+        let invalid = |e: PyErr| -> PyErr {
+            if e.is_instance_of::<PyAttributeError>(py)
+                || e.is_instance_of::<PyTypeError>(py)
+                || e.is_instance_of::<PyValueError>(py)
             {
-                return Err(invalid())
+                PyValueError::new_err(format!(
+                    "Invalid file object: {}",
+                    match obj.repr() {
+                        Ok(r) => r.to_string(),
+                        Err(_) => String::new(),
+                    }
+                ))
+            } else {
+                e
             }
-            Err(e) => return Err(e),
-        }
+        };
+        let n = obj.call_method0(intern!(py, "fileno")).map_err(invalid)?;
+        // int(n), as the stock loop converts it: a str "5" or a float 5.0
+        // from fileno() is accepted.
+        py.get_type::<PyInt>().call1((n,)).map_err(invalid)?
     };
-    if fd < 0 || fd > i32::MAX as i64 {
-        return Err(PyValueError::new_err(format!(
-            "Invalid file descriptor: {fd}"
-        )));
+    match number.extract::<i64>() {
+        Ok(fd) if fd < 0 => Err(invalid_fd(&number)),
+        Ok(fd) => Ok(RawFd::try_from(fd).map_or(FdNumber::TooLarge, FdNumber::Fd)),
+        // Beyond i64 either way.
+        Err(_) if number.lt(0)? => Err(invalid_fd(&number)),
+        Err(_) => Ok(FdNumber::TooLarge),
     }
-    Ok(fd as RawFd)
+}
+
+fn invalid_fd(number: &Bound<'_, PyAny>) -> PyErr {
+    PyValueError::new_err(format!(
+        "Invalid file descriptor: {}",
+        match number.str() {
+            Ok(s) => s.to_string(),
+            Err(_) => String::new(),
+        }
+    ))
+}
+
+/// selectors' `_fileobj_lookup`: the fd `obj` names, or, when it names
+/// none (a socket closed since: `fileno()` is -1), the fd it was registered
+/// under, found by identity among the current registrations' file objects.
+/// Fails with `fileobj_to_fd`'s error when neither.
+///
+/// Call with no cell borrowed (`fileno()` is Python code).
+pub(crate) fn lookup(
+    py: Python<'_>,
+    state: &crate::gil_cell::GilCell<LoopState>,
+    obj: &Bound<'_, PyAny>,
+) -> PyResult<FdNumber> {
+    match fileobj_to_fd(obj) {
+        Err(e) if e.is_instance_of::<PyValueError>(py) => {
+            let st = state.borrow_mut(py);
+            st.fileobjs
+                .iter()
+                .find(|(_, o)| o.as_ptr() == obj.as_ptr())
+                .map(|(fd, _)| FdNumber::Fd(*fd))
+                .ok_or(e)
+        }
+        other => other,
+    }
 }
 
 /// The kernel registration `fd`'s watchers call for, given the current one.
@@ -106,7 +162,7 @@ pub(crate) fn sync(state: &mut LoopState, fd: RawFd) -> PyResult<()> {
         }
         Err(e) => {
             state.registered.remove(&fd);
-            Err(e.into())
+            Err(crate::sock_calls::os_error(e))
         }
     }
 }
@@ -131,40 +187,98 @@ fn map_mut(state: &mut LoopState, side: Side) -> &mut HashMap<RawFd, Runnable> {
     }
 }
 
+/// Whether `fd` has a watcher on either side (the stock loop's selector
+/// has a key for it).
+fn is_watched(state: &LoopState, fd: RawFd) -> bool {
+    state.readers.contains_key(&fd) || state.writers.contains_key(&fd)
+}
+
+/// The kernel refused to change an existing registration (the fd was closed
+/// under it): as the stock loop's selector does then, the whole registration
+/// is dropped, both sides (their watchers are not cancelled) and its file
+/// object. Everything goes to the orphans, dropped unlocked later.
+fn drop_registration(state: &mut LoopState, fd: RawFd) {
+    let dropped = [state.readers.remove(&fd), state.writers.remove(&fd)];
+    state.orphans.extend(dropped.into_iter().flatten());
+    forget_fileobj(state, fd);
+}
+
+/// Forgets the file object `fd` was registered with (into the orphans).
+fn forget_fileobj(state: &mut LoopState, fd: RawFd) {
+    if let Some(obj) = state.fileobjs.remove(&fd) {
+        state.orphan_objs.push(obj);
+    }
+}
+
 /// Registers `watcher` for `fd`'s side, replacing (and returning, for the
-/// caller to retire) a previous watcher.
+/// caller to retire) a previous watcher. `fileobj` is what the caller
+/// registered (None for an int fd): a registration made when the fd had
+/// none keeps it, so that `lookup` finds the fd by it after the file is
+/// closed, as the stock loop's selector keys do.
 pub(crate) fn add(
     state: &mut LoopState,
     fd: RawFd,
     side: Side,
     watcher: Runnable,
+    fileobj: Option<Py<PyAny>>,
 ) -> PyResult<Option<Runnable>> {
     if state.poller.is_none() {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(
             "Event loop is closed",
         ));
     }
+    let fresh = !is_watched(state, fd);
     let old = map_mut(state, side).insert(fd, watcher);
     if let Err(e) = sync(state, fd) {
-        // Put things back; the caller still holds the new watcher, so
-        // dropping this reference here runs no destructor.
-        let map = map_mut(state, side);
-        match old {
-            Some(old) => map.insert(fd, old),
-            None => map.remove(&fd),
-        };
+        // The caller still holds the new watcher, so dropping this
+        // reference here runs no destructor.
+        map_mut(state, side).remove(&fd);
+        if let Some(old) = old {
+            map_mut(state, side).insert(fd, old);
+        }
+        if !fresh {
+            drop_registration(state, fd);
+        }
+        if let Some(obj) = fileobj {
+            state.orphan_objs.push(obj);
+        }
         return Err(e);
+    }
+    if fresh {
+        forget_fileobj(state, fd);
+        if let Some(obj) = fileobj {
+            state.fileobjs.insert(fd, obj);
+        }
+    } else if let Some(obj) = fileobj {
+        // The registration keeps the file object it was made with.
+        state.orphan_objs.push(obj);
     }
     Ok(old)
 }
 
 /// Unregisters `fd`'s side; returns the watcher that was registered.
+///
+/// If the other side stays registered and the kernel refuses the change
+/// (the fd was closed), the error is returned and the whole registration is
+/// dropped, as the stock loop's selector does: the removed watcher goes to
+/// the orphans with the other side's.
 pub(crate) fn remove(state: &mut LoopState, fd: RawFd, side: Side) -> PyResult<Option<Runnable>> {
     let Some(watcher) = map_mut(state, side).remove(&fd) else {
         return Ok(None);
     };
-    // A failure here means the fd is already gone from the kernel's view;
-    // the watcher is removed either way.
-    let _ = sync(state, fd);
-    Ok(Some(watcher))
+    if !is_watched(state, fd) {
+        forget_fileobj(state, fd);
+        // A failure here means the fd is already gone from the kernel's
+        // view; the watcher is removed either way.
+        let _ = sync(state, fd);
+        return Ok(Some(watcher));
+    }
+    match sync(state, fd) {
+        Ok(()) => Ok(Some(watcher)),
+        Err(e) => {
+            state.orphans.push(watcher);
+            drop_registration(state, fd);
+            Err(e)
+        }
+    }
 }

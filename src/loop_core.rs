@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ferroloop_engine::{clock, Interest, Poller, Waker};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::context::copy_current_context_for_handle;
 use crate::debug;
-use crate::fd_watchers::{self, Side};
+use crate::fd_watchers::{self, FdNumber, Side};
 use crate::gil_cell::{GilCell, GilRefMut};
 use crate::handles::{Handle, TimerHandle, TimerState};
 use crate::pyhelpers::{extract_stack, lock};
@@ -159,14 +159,27 @@ impl LoopCore {
     fn add_fd_watcher(
         &self,
         py: Python<'_>,
-        fd: &Bound<'_, PyAny>,
+        fileobj: &Bound<'_, PyAny>,
         side: Side,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
-        let fd = fd_watchers::fileobj_to_fd(fd)?;
-        self.watch_fd(py, fd, side, callback, args)
+        let fd = match fd_watchers::lookup(py, &self.state, fileobj)? {
+            FdNumber::Fd(fd) => fd,
+            // What the stock loop's epoll says when asked to register it.
+            FdNumber::TooLarge => {
+                return Err(PyOverflowError::new_err(
+                    "Python int too large to convert to C int",
+                ))
+            }
+        };
+        // An int is not kept: only a file object can be looked up by
+        // identity (selectors' lookup tries identity only when the object
+        // names no fd, which an int registered here always does).
+        let keep =
+            (!fileobj.is_instance_of::<pyo3::types::PyInt>()).then(|| fileobj.clone().unbind());
+        self.add_watcher(py, fd, side, callback, args, keep)
     }
 
     /// Registers `callback(*args)` to run while `fd`'s side is ready,
@@ -179,15 +192,33 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
+        self.add_watcher(py, fd, side, callback, args, None)
+    }
+
+    fn add_watcher(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        side: Side,
+        callback: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        fileobj: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
         let handle = Py::new(py, self.make_handle(py, callback, args, None, None, false)?)?;
-        let replaced = fd_watchers::add(
-            &mut self.state(py),
-            fd,
-            side,
-            Runnable::Handle(handle.clone_ref(py)),
-        )?;
-        if let Some(old) = replaced {
+        let (replaced, orphans) = {
+            let mut st = self.state(py);
+            let replaced = fd_watchers::add(
+                &mut st,
+                fd,
+                side,
+                Runnable::Handle(handle.clone_ref(py)),
+                fileobj,
+            );
+            (replaced, st.take_orphans(false))
+        };
+        drop(orphans);
+        if let Some(old) = replaced? {
             sock_waiter::retire(py, old)?;
         }
         Ok(handle)
@@ -196,14 +227,16 @@ impl LoopCore {
     fn remove_fd_watcher(
         &self,
         py: Python<'_>,
-        fd: &Bound<'_, PyAny>,
+        fileobj: &Bound<'_, PyAny>,
         side: Side,
     ) -> PyResult<bool> {
         if self.closed.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let fd = fd_watchers::fileobj_to_fd(fd)?;
-        self.unwatch_fd(py, fd, side)
+        match fd_watchers::lookup(py, &self.state, fileobj)? {
+            FdNumber::Fd(fd) => self.unwatch_fd(py, fd, side),
+            FdNumber::TooLarge => Ok(false),
+        }
     }
 
     /// Whether `fd` has a live watcher on `side`.
@@ -221,14 +254,25 @@ impl LoopCore {
         if self.closed.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let removed = fd_watchers::remove(&mut self.state(py), fd, side)?;
-        match removed {
+        let (removed, orphans) = {
+            let mut st = self.state(py);
+            let removed = fd_watchers::remove(&mut st, fd, side);
+            (removed, st.take_orphans(false))
+        };
+        drop(orphans);
+        match removed? {
             Some(old) => {
                 sock_waiter::retire(py, old)?;
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// Drops what the fd watcher maps let go of (see `LoopState::orphans`).
+    pub(crate) fn drop_orphans(&self, py: Python<'_>) {
+        let orphans = self.state(py).take_orphans(false);
+        drop(orphans);
     }
 }
 
@@ -589,13 +633,19 @@ impl LoopCore {
     /// Marks the loop closed and releases everything it holds.
     fn _close_native(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
-        let (handles, poller, waker) = {
+        let (handles, orphans, poller, waker) = {
             let mut st = self.state(py);
-            (st.take_all(), st.poller.take(), st.waker.take())
+            (
+                st.take_all(),
+                st.take_orphans(true),
+                st.poller.take(),
+                st.waker.take(),
+            )
         };
         drop(poller);
         drop(waker);
         drop(handles);
+        drop(orphans);
     }
 
     /// The write end of the loop's self-pipe: `run_forever` in the main
@@ -627,8 +677,12 @@ impl LoopCore {
     }
 
     fn __clear__(&self) {
-        let handles = Python::attach(|py| self.state(py).take_all());
+        let (handles, orphans) = Python::attach(|py| {
+            let mut st = self.state(py);
+            (st.take_all(), st.take_orphans(true))
+        });
         drop(handles);
+        drop(orphans);
     }
 }
 

@@ -131,6 +131,7 @@ fn run_once(
         }
     }
     garbage.clear();
+    core.drop_orphans(py);
     if signalled {
         // If a signal woke the poll, run Python's handlers now, as after
         // EINTR (a cheap flag check when none is pending).

@@ -189,6 +189,7 @@ impl SockWaiter {
         // Dropped here, with no cell borrowed.
         drop(removed);
         drop(pending);
+        core.drop_orphans(py);
     }
 
     /// Waits again: re-arms the fd's registration, which the report that
@@ -394,7 +395,9 @@ pub(crate) fn wait<'py>(
         fd,
         side,
         Runnable::Sock(waiter.clone()),
+        None,
     );
+    core.drop_orphans(py);
     if let Some(old) = replaced? {
         retire(py, old)?;
     }
@@ -423,11 +426,14 @@ pub(crate) fn unwait(
         };
         let ours = matches!(map.get(&fd), Some(Runnable::Sock(w)) if w.waits_for(py, fut));
         if ours {
-            fd_watchers::remove(&mut st, fd, side)?
+            // If the kernel refused the change (the fd was closed), the
+            // waiter is among the orphans: removed all the same.
+            fd_watchers::remove(&mut st, fd, side).unwrap_or_else(|_| None)
         } else {
             None
         }
     };
+    core.drop_orphans(py);
     match removed {
         Some(r) => {
             retire(py, r)?;

@@ -68,6 +68,13 @@ impl Runnable {
     }
 }
 
+/// Things to drop with the state unborrowed.
+#[must_use]
+pub(crate) struct Orphans {
+    _watchers: Vec<Runnable>,
+    _objs: Vec<Py<PyAny>>,
+}
+
 pub(crate) struct LoopState {
     /// asyncio's `_ready`.
     pub(crate) ready: ReadyQueue<Runnable>,
@@ -81,6 +88,14 @@ pub(crate) struct LoopState {
     /// by `fd_watchers::sync`. A one-shot that fired has no interest left
     /// (the kernel disarmed it) and may outlive the fd's watchers.
     pub(crate) registered: HashMap<RawFd, Registration>,
+    /// The file object each fd was registered with, when not an int (see
+    /// `fd_watchers::add`): kept while the fd has a watcher.
+    pub(crate) fileobjs: HashMap<RawFd, Py<PyAny>>,
+    /// What the fd watcher maps let go of while the state was borrowed,
+    /// waiting to be dropped unborrowed (`take_orphans`): dropping a Python
+    /// object may run arbitrary code.
+    pub(crate) orphans: Vec<Runnable>,
+    pub(crate) orphan_objs: Vec<Py<PyAny>>,
     /// None once the loop is closed.
     pub(crate) poller: Option<Arc<Poller>>,
     /// The self-pipe (cross-thread wakes and signals); closed with the loop.
@@ -95,6 +110,9 @@ impl LoopState {
             readers: HashMap::new(),
             writers: HashMap::new(),
             registered: HashMap::new(),
+            fileobjs: HashMap::new(),
+            orphans: Vec::new(),
+            orphan_objs: Vec::new(),
             poller: Some(poller),
             waker: Some(waker),
         }
@@ -110,8 +128,11 @@ impl LoopState {
         for r in self.readers.values().chain(self.writers.values()) {
             r.traverse(visit, &mut seen)?;
         }
-        for r in self.ready.iter() {
+        for r in self.ready.iter().chain(self.orphans.iter()) {
             r.traverse(visit, &mut seen)?;
+        }
+        for o in self.fileobjs.values().chain(self.orphan_objs.iter()) {
+            visit.call(o)?;
         }
         for s in self.timers.iter() {
             visit.call(&s.0)?;
@@ -130,7 +151,22 @@ impl LoopState {
         );
         out.extend(self.readers.drain().map(|(_, r)| r));
         out.extend(self.writers.drain().map(|(_, r)| r));
+        out.append(&mut self.orphans);
         self.registered.clear();
         out
+    }
+
+    /// What was let go of while borrowed (see `orphans`), and, when
+    /// `all`, every registration's file object too (loop close); the
+    /// caller drops the result unborrowed.
+    pub(crate) fn take_orphans(&mut self, all: bool) -> Orphans {
+        let mut objs = std::mem::take(&mut self.orphan_objs);
+        if all {
+            objs.extend(self.fileobjs.drain().map(|(_, o)| o));
+        }
+        Orphans {
+            _watchers: std::mem::take(&mut self.orphans),
+            _objs: objs,
+        }
     }
 }

@@ -309,6 +309,25 @@ def test_start_new_session(loop):
     assert sid != os.getsid(0)
 
 
+@pytest.mark.parametrize('how', ['preexec_fn', 'process_group'])
+def test_own_process_group(loop, how):
+    # preexec_fn runs in the child before exec (ferroloop calls Popen in a
+    # thread: the child is forked from that thread).
+    options = ({'preexec_fn': lambda: os.setpgid(0, 0)} if how == 'preexec_fn'
+               else {'process_group': 0})
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            *python_child('import os; print(os.getpgid(0), os.getpid())'),
+            stdout=PIPE, **options)
+        out, _ = await proc.communicate()
+        return [int(n) for n in out.split()]
+
+    pgid, pid = run(loop, main())
+    assert pgid == pid
+    assert pgid != os.getpgid(0)
+
+
 def test_pass_fds(loop):
     r, w = os.pipe()
     code = ('import os, sys; fd = int(sys.argv[1]); '
@@ -561,14 +580,23 @@ def test_transport_api_and_repr(loop):
         ('pipe_lost', 0, None), ('pipe_lost', 1, None)]
 
 
-def test_cancelled_creation_kills_and_reaps_the_child(loop):
+@pytest.mark.parametrize('when', ['while_starting', 'while_connecting'])
+def test_cancelled_creation_kills_and_reaps_the_child(loop, when):
+    # ferroloop starts the child in a thread: a cancellation can arrive
+    # before the child exists ('while_starting'; the stock loop's Popen
+    # call is over by then), or after, while its pipes connect.
     async def main():
         task = asyncio.ensure_future(asyncio.create_subprocess_exec(
             *python_child('import time; time.sleep(60)'),
             stdin=PIPE, stdout=PIPE))
-        # One iteration starts the child; cancel while its pipes connect.
         await asyncio.sleep(0)
-        assert len(child_pids()) == 1
+        if when == 'while_connecting':
+            # Iterations until the child exists (one on the stock loop).
+            for _ in range(100_000):
+                if child_pids():
+                    break
+                await asyncio.sleep(0)
+            assert len(child_pids()) == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

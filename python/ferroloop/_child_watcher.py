@@ -96,13 +96,19 @@ class ChildExitWatcher:
         # pid -> its pidfd, for the children watched through the loop
         self._pidfds = {}
 
-    def watch(self, pid, callback, *args):
-        """Start watching the child pid (which must be our unreaped child)."""
-        if USE_PIDFD and self._watch_pidfd(pid, callback, args):
+    def watch(self, pid, callback, *args, now=False):
+        """Start watching the child pid (which must be our unreaped child).
+
+        now: the child may have exited already; if it has, reap it at once
+        instead of at the pidfd's report (a report that could come after a
+        SIGCHLD handler reaping every child, asyncio's FastChildWatcher,
+        took the status).  The callback still runs only from here on.
+        """
+        if USE_PIDFD and self._watch_pidfd(pid, callback, args, now):
             return
         self._watch_in_thread(pid, callback, args)
 
-    def _watch_pidfd(self, pid, callback, args):
+    def _watch_pidfd(self, pid, callback, args, now=False):
         # False when the thread must do it instead.
         try:
             # pidfds are close-on-exec: no other child inherits one.
@@ -122,6 +128,8 @@ class ChildExitWatcher:
             os.close(pidfd)
             return False
         self._pidfds[pid] = pidfd
+        if now:
+            self._pidfd_readable(pid, pidfd, callback, args)
         return True
 
     def _pidfd_readable(self, pid, pidfd, callback, args):

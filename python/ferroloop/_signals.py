@@ -29,6 +29,12 @@ class SignalsMixin:
     # The socket pair carrying signal numbers: (read end, write end), made on
     # first use so loops that never handle signals do not hold two fds.
     _signal_wakeup_socks = None
+    # Children being started in a thread (see _subprocess): until each is
+    # watched, a SIGCHLD handler waits, as it would on the stock loop, which
+    # runs no callback while its Popen call starts a child.  A handler that
+    # reaps every child (asyncio's FastChildWatcher) would take the status.
+    _children_starting = 0
+    _sigchld_held = False
 
     def _init_signals(self):
         # signal number -> asyncio.Handle of the user's callback
@@ -104,7 +110,19 @@ class SignalsMixin:
                 logger.info('set_wakeup_fd(-1) failed: %s', exc)
         return True
 
+    def _hold_sigchld(self):
+        self._children_starting += 1
+
+    def _release_sigchld(self):
+        self._children_starting -= 1
+        if not self._children_starting and self._sigchld_held:
+            self._sigchld_held = False
+            self._handle_signal(signal.SIGCHLD)
+
     def _handle_signal(self, sig):
+        if sig == signal.SIGCHLD and self._children_starting:
+            self._sigchld_held = True
+            return
         handle = self._signal_handlers.get(sig)
         if handle is None:
             return  # removed after the signal arrived

@@ -13,12 +13,26 @@ protocol in base_subprocess's order: connection_lost comes only once the
 child has exited AND every pipe is closed, so output written just before
 exiting is never lost.
 
-What differs from the stock unix loop is who notices the exit: the loop's
-own ChildExitWatcher (pidfd, or a waiter thread), not the policy's child
-watcher (see _child_watcher).
+What differs from the stock unix loop:
+
+- Who notices the exit: the loop's own ChildExitWatcher (pidfd, or a waiter
+  thread), not the policy's child watcher (see _child_watcher).
+- Where subprocess.Popen runs: in a short-lived thread of its own, while
+  the loop goes on.  Popen blocks until the child has exec'd (it reads the
+  exec-error pipe, and runs preexec_fn in the child before that); the loop
+  thread never waits for it.  Popen's exception (FileNotFoundError, ...) is
+  raised from subprocess_exec/subprocess_shell as in the stock loop, and
+  the transport is made from the finished Popen object, so everything after
+  (pipes, callbacks and their order) is the stock transport's.  The stock
+  loop's Popen call cannot be interrupted: a cancellation that arrives
+  while the child is being started waits for it to be started, then kills
+  and reaps it before propagating, as a cancellation during the pipes'
+  connection does.
 """
 
+import asyncio
 import subprocess
+import threading
 
 from asyncio import base_events
 from asyncio import unix_events
@@ -27,10 +41,103 @@ from asyncio.log import logger
 from ._child_watcher import ChildExitWatcher
 
 
-# The one place that names the transport class.  Its pipes are ferroloop's
-# pipe transports (chosen in _pipe_transport), so nothing here changes when
-# those become native.
-SubprocessTransport = unix_events._UnixSubprocessTransport
+class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
+    """asyncio's unix subprocess transport, given a child already started.
+
+    Its pipes are ferroloop's pipe transports (chosen in _pipe_transport).
+    Same name as the stock class: reprs read the same.
+    """
+
+    def _start(self, args, shell, stdin, stdout, stderr, bufsize, *,
+               started):
+        self._proc = started
+
+
+# The one place that names the transport class.
+SubprocessTransport = _UnixSubprocessTransport
+
+
+class _ExitRelay:
+    """Holds a child's exit until the transport to tell exists."""
+
+    def __init__(self):
+        self._exit = None
+        self._callback = None
+
+    def exited(self, pid, returncode):
+        if self._callback is None:
+            self._exit = (pid, returncode)
+        else:
+            self._callback(pid, returncode)
+
+    def forward(self, callback, *args):
+        """From now on (and now, if it exited): callback(pid, rc, *args)."""
+        self._callback = lambda pid, returncode: callback(pid, returncode,
+                                                          *args)
+        if self._exit is not None:
+            self._callback(*self._exit)
+
+
+def _popen_in_thread(loop, popen_args, popen_kwargs):
+    """A future for subprocess.Popen(*popen_args, **popen_kwargs) run in a
+    thread of its own: (the Popen object, its _ExitRelay), or Popen's
+    exception."""
+    started = loop.create_future()
+
+    def deliver(proc, exc):
+        try:
+            if exc is not None:
+                if not started.cancelled():
+                    started.set_exception(exc)
+                return
+            # Watch for the exit now, in this callback, and reap a child
+            # that has exited already: a SIGCHLD handler that reaps every
+            # child (asyncio's FastChildWatcher), held until now, must not
+            # get to it first.
+            relay = _ExitRelay()
+            loop._child_exits().watch(proc.pid, relay.exited, now=True)
+            if started.cancelled():  # the loop is cancelling everything
+                _kill(proc)
+            else:
+                started.set_result((proc, relay))
+        finally:
+            loop._release_sigchld()
+
+    def spawn():
+        proc = exc = None
+        try:
+            proc = subprocess.Popen(*popen_args, **popen_kwargs)
+        except BaseException as e:  # handed to the awaiting coroutine
+            exc = e
+        try:
+            loop.call_soon_threadsafe(deliver, proc, exc)
+        except RuntimeError:
+            # The loop closed meanwhile: nobody will wait for this child.
+            if proc is not None:
+                _kill(proc)
+                proc.wait()
+        finally:
+            exc = None  # no cycle through the traceback
+
+    loop._hold_sigchld()
+    try:
+        threading.Thread(target=spawn, name='ferroloop-popen',
+                         daemon=True).start()
+    except BaseException:
+        loop._release_sigchld()
+        raise
+    return started
+
+
+def _kill(proc):
+    """Kill a child that nobody awaits; its pipes are closed."""
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    try:
+        proc.kill()
+    except ProcessLookupError:
+        pass
 
 
 def _returncode_read_elsewhere(pid, transport):
@@ -139,15 +246,35 @@ class SubprocessMixin:
     async def _make_subprocess_transport(self, protocol, args, shell,
                                          stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
+        # The stock transport's Popen call, made in a thread; a Popen
+        # failure raises here, with no child left.
+        started = _popen_in_thread(self, (args,), dict(
+            shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+            universal_newlines=False, bufsize=bufsize, **kwargs))
+        cancelled = None
+        while True:
+            try:
+                proc, relay = await asyncio.shield(started)
+            except asyncio.CancelledError as exc:
+                if started.cancelled():
+                    raise
+                # Wait for the child, to kill and reap it below.
+                cancelled = exc
+                continue
+            except BaseException:
+                if cancelled is not None:
+                    raise cancelled
+                raise
+            break
         waiter = self.create_future()
-        # Starts the child (Popen) and a task connecting its pipes; a Popen
-        # failure closes the transport and raises here, with no child left.
+        # Starts a task connecting the child's pipes.
         transport = SubprocessTransport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-            waiter=waiter, extra=extra, **kwargs)
-        self._child_exits().watch(transport.get_pid(), self._child_exited,
-                                  transport)
+            waiter=waiter, extra=extra, started=proc)
+        relay.forward(self._child_exited, transport)
         try:
+            if cancelled is not None:
+                raise cancelled
             await waiter
         except (SystemExit, KeyboardInterrupt):
             raise
