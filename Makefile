@@ -62,7 +62,7 @@ test-matrix: matrix-tree
 wheels:
 	tools/wheels/build.sh
 
-check-wheels:
+check-wheels: matrix-tree
 	tools/wheels/check.sh
 
 bench: build

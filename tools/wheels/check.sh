@@ -51,7 +51,8 @@ for v in $VERSIONS; do
         where=tree
     fi
     if [ -z "$where" ]; then
-        result "$v" "$(basename "$wheel")" "built, not tested (no CPython $v here)"
+        result "$v" "$(basename "$wheel")" "built, not tested (no CPython $v here$(
+            case $v in 3.13|3.14|3.15) echo "; make matrix-tree provides it" ;; esac))"
         continue
     fi
     say "CPython $v ($where): $(basename "$wheel") (log: ${log#$PROJ/})"

@@ -25,7 +25,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$PY" -m venv "$work/venv"
 VPY="$work/venv/bin/python"
 say "$("$VPY" -c 'import sys; print(sys.version.split()[0])') venv in $work; installing $(basename "$ARTIFACT")"
-"$VPY" -m pip install -q "$ARTIFACT"
+case "$ARTIFACT" in
+    # Always a real build from source: no wheel that pip cached from an earlier run.
+    *.tar.gz) "$VPY" -m pip install --no-cache-dir -v "$ARTIFACT" |
+                  grep -E 'Collecting maturin|Using cached maturin|Downloading maturin|Finished|Successfully' ;;
+    *) "$VPY" -m pip install -q "$ARTIFACT" ;;
+esac
 
 cd "$work"
 # Installed, from site-packages, and it runs a loop.
