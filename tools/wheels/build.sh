@@ -34,7 +34,8 @@ if grep -Eq '^\s*panic\s*=\s*"abort"' Cargo.toml; then
 fi
 
 # Tools venv, reinstalled when this script's pins change.
-PINS='maturin>=1.9,<2 ziglang auditwheel'
+# Pinned: the bundled sysconfig of 3.15 and zig's CLI are what this was checked with.
+PINS='maturin==1.16.0 ziglang==0.17.1 auditwheel==6.8.2'
 if [ ! -x "$TOOLS/bin/python" ] || [ "$(cat "$TOOLS/.pins" 2>/dev/null)" != "$PINS" ]; then
     say "tools virtualenv $TOOLS ($PINS)"
     rm -rf "$TOOLS"

@@ -53,6 +53,18 @@ for v in $VERSIONS; do
     if [ -z "$where" ]; then
         result "$v" "$(basename "$wheel")" "built, not tested (no CPython $v here$(
             case $v in 3.13|3.14|3.15) echo "; make matrix-tree provides it" ;; esac))"
+        # Static evidence instead: the C-API symbols it imports against the
+        # libpython of every other version that is here.
+        libs=()
+        for o in 3.11 3.12 3.13 3.14 3.15; do
+            [ "$o" = "$v" ] && continue
+            for lib in "$(python$o -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))' 2>/dev/null)/libpython$o.so.1.0" \
+                       "$TREE/usr/lib/x86_64-linux-gnu/libpython$o.so.1.0"; do
+                [ -f "$lib" ] && { libs+=("$lib"); break; }
+            done
+        done
+        while IFS= read -r line; do summary+=("       $line"); done \
+            < <(python3 tools/wheels/abi_symbols.py "$wheel" "${libs[@]}" 2>&1)
         continue
     fi
     say "CPython $v ($where): $(basename "$wheel") (log: ${log#$PROJ/})"
