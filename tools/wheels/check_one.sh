@@ -60,5 +60,5 @@ grep -vE '^\s*(#|$)' "$PROJ/requirements-dev.txt" | grep -vE '^(maturin|pytest)\
 cp -r "$PROJ/tests" "$work/tests"
 find "$work/tests" -name __pycache__ -prune -exec rm -rf {} +
 # pytest prepends the rootdir ($work) and tests/ to sys.path: neither holds ferroloop.
-"$VPY" -m pytest tests -q -p no:cacheprovider -o addopts= \
+"$VPY" -m pytest tests -q -rfEs -p no:cacheprovider -o addopts= \
     -W "ignore::pytest.PytestConfigWarning"
