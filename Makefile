@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
 
 all: build
 
@@ -59,6 +59,18 @@ bench-matrix: matrix-tree
 	@for v in $(MATRIX_VERSIONS); do \
 	    echo "=== CPython $$v"; $(MATRIX) bench $$v || exit 1; \
 	done
+
+# Release artifacts in dist/: a manylinux2014 wheel for each of CPython
+# 3.11-3.15 (all built here with maturin + zig) and an sdist, audited and
+# inspected (tools/wheels/build.sh). check-wheels installs each wheel into a
+# fresh virtualenv of every interpreter there is (3.11 here, 3.13-3.15 in the
+# matrix tree) and runs the pytest suite against it, and builds the sdist with
+# pip (tools/wheels/check.sh).
+wheels:
+	tools/wheels/build.sh
+
+check-wheels: matrix-tree
+	tools/wheels/check.sh
 
 bench: build
 	$(PY) benchmarks/run.py
