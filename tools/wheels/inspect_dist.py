@@ -44,6 +44,10 @@ def check_metadata(where, text):
         problem(where, "License :: classifiers next to License-Expression (PEP 639 forbids)")
 
 
+# The texts of both licenses of the expression travel with every artifact.
+LICENSE_FILES = ("LICENSE-MIT", "LICENSE-APACHE")
+
+
 def check_wheel(path, version):
     where = path.name
     xy = version.replace(".", "")
@@ -70,6 +74,9 @@ def check_wheel(path, version):
         stray = [n for n in names if not (n.startswith("ferroloop/") or ".dist-info/" in n)]
         if stray:
             problem(where, f"files outside the package: {stray}")
+        for lic in LICENSE_FILES:
+            if not any(n.endswith(f".dist-info/licenses/{lic}") for n in names):
+                problem(where, f"license text {lic} missing")
         meta = [n for n in names if n.endswith(".dist-info/METADATA")]
         if len(meta) != 1:
             problem(where, "no METADATA")
@@ -86,7 +93,7 @@ def check_sdist(path):
         need = ["pyproject.toml", "Cargo.toml", "Cargo.lock", "build.rs", "src/lib.rs",
                 "crates/engine/Cargo.toml", "crates/engine/src/lib.rs",
                 "python/ferroloop/__init__.py", "python/ferroloop/_ferroloop.pyi",
-                "python/ferroloop/py.typed", "PKG-INFO"]
+                "python/ferroloop/py.typed", "PKG-INFO", *LICENSE_FILES]
         for f in need:
             if f"{top}/{f}" not in names:
                 problem(where, f"missing {f}")
