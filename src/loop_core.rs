@@ -294,7 +294,10 @@ impl LoopCore {
         if self.is_debug() {
             debug::check_callback(py, callback, "call_soon_threadsafe")?;
         }
-        let handle = self.make_handle(py, callback, args, context, None, true)?;
+        let mut handle = self.make_handle(py, callback, args, context, None, true)?;
+        if crate::handles::thread_safe_view(py)?.is_some() {
+            handle.thread_lock = Some(crate::handles::new_thread_lock(py)?);
+        }
         let handle = self.push_ready(py, handle)?;
         self.wake(py);
         Ok(handle)

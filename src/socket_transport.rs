@@ -62,7 +62,12 @@ struct TransportState {
     empty_waiter: Option<Py<PyAny>>,
 }
 
-#[pyclass(frozen, weakref, module = "ferroloop._ferroloop")]
+/// `dict`: tests (and instrumentation) patch methods on a transport
+/// instance (`mock.patch.object(transport, "write")`), as they can on the
+/// stock loop's. Only Python-level lookups see such a patch; the native
+/// paths call the Rust methods directly, and an instance that was never
+/// patched has no dict to search.
+#[pyclass(frozen, weakref, dict, module = "ferroloop._ferroloop")]
 pub struct SocketTransport {
     fd: RawFd,
     core: Py<LoopCore>,
@@ -1014,6 +1019,16 @@ impl SocketTransport {
     #[getter]
     fn _sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.st(py).sock.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    /// The stock transport's read callback, None once it is closing (3.13+
+    /// sets it to None in close()); tests read it to tell a closed transport.
+    #[getter]
+    fn _read_ready_cb(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
+        if slf.get().st(slf.py()).closing {
+            return Ok(None);
+        }
+        Ok(Some(slf.getattr(intern!(slf.py(), "_read_ready"))?.unbind()))
     }
 
     #[getter]

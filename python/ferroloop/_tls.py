@@ -20,6 +20,7 @@ start_tls.
 """
 
 from asyncio import constants
+from asyncio import streams
 
 from ._tls_protocol import SSLProtocol
 
@@ -27,6 +28,26 @@ try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without ssl
     ssl = None  # type: ignore[assignment]
+
+
+# Since 3.13 start_tls(server_side=True) hands data a StreamReaderProtocol
+# already buffered (typically the ClientHello, read before the server called
+# start_tls) to the TLS layer (gh-142352).  Feature-detected through the
+# streams change that came with it (StreamReaderProtocol._replace_transport).
+_MOVE_BUFFERED_STREAM_DATA = hasattr(streams.StreamReaderProtocol,
+                                     '_replace_transport')
+
+
+def _move_buffered_stream_data(protocol, ssl_protocol):
+    """Give ssl_protocol the ciphertext protocol's StreamReader buffered."""
+    if not isinstance(protocol, streams.StreamReaderProtocol):
+        return
+    reader = getattr(protocol, '_stream_reader', None)
+    if reader is None:
+        return
+    if reader._buffer:
+        ssl_protocol._incoming.write(reader._buffer)
+        reader._buffer.clear()
 
 
 class TlsMixin:
@@ -88,6 +109,9 @@ class TlsMixin:
         # connection_made has run.
         transport.pause_reading()
 
+        if server_side and _MOVE_BUFFERED_STREAM_DATA:
+            _move_buffered_stream_data(protocol, ssl_protocol)
+
         transport.set_protocol(ssl_protocol)
         conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
         resume_cb = self.call_soon(transport.resume_reading)
@@ -98,6 +122,10 @@ class TlsMixin:
             transport.close()
             conmade_cb.cancel()
             resume_cb.cancel()
+            # The handshake error on the waiter references this frame
+            # through its traceback: drop it, or the error, the transports
+            # and the protocols stay alive in a cycle (gh-109534/gh-159049).
+            waiter = None
             raise
 
         return ssl_protocol._app_transport
