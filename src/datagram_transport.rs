@@ -449,7 +449,7 @@ impl DatagramTransport {
         }
         let cb = slf.getattr(intern!(py, "_read_ready"))?;
         this.core_ref()
-            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py))
+            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py), None)
             .map(drop)
     }
 
@@ -464,7 +464,7 @@ impl DatagramTransport {
         let cb = slf.getattr(intern!(py, "_sendto_ready"))?;
         slf.get()
             .core_ref()
-            .watch_fd(py, slf.get().fd, Side::Write, &cb, PyTuple::empty(py))
+            .watch_fd(py, slf.get().fd, Side::Write, &cb, PyTuple::empty(py), None)
             .map(drop)
     }
 

@@ -166,11 +166,12 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
         let fd = fd_watchers::fileobj_to_fd(fd)?;
-        self.watch_fd(py, fd, side, callback, args)
+        self.watch_fd(py, fd, side, callback, args, None)
     }
 
     /// Registers `callback(*args)` to run while `fd`'s side is ready,
     /// replacing (and cancelling) a previous watcher. Used by transports.
+    /// `context`: the callback's context (None: a copy of the current one).
     pub(crate) fn watch_fd(
         &self,
         py: Python<'_>,
@@ -178,9 +179,13 @@ impl LoopCore {
         side: Side,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
-        let handle = Py::new(py, self.make_handle(py, callback, args, None, None, false)?)?;
+        let handle = Py::new(
+            py,
+            self.make_handle(py, callback, args, context, None, false)?,
+        )?;
         let replaced = fd_watchers::add(
             &mut self.state(py),
             fd,

@@ -16,7 +16,7 @@ use std::os::fd::RawFd;
 
 use ferroloop_engine::write_queue::{COALESCE_MAX, MAX_IOV};
 use ferroloop_engine::{sockio, WriteQueue};
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -60,14 +60,13 @@ struct TransportState {
     limits: WriteLimits,
     /// sendfile's "buffer drained" future.
     empty_waiter: Option<Py<PyAny>>,
+    /// The `contextvars.Context` every callback of this transport runs in
+    /// (3.15's `context=`); None: each callback copies the context current
+    /// when it is scheduled, as before 3.15.
+    context: Option<Py<PyAny>>,
 }
 
-/// `dict`: tests (and instrumentation) patch methods on a transport
-/// instance (`mock.patch.object(transport, "write")`), as they can on the
-/// stock loop's. Only Python-level lookups see such a patch; the native
-/// paths call the Rust methods directly, and an instance that was never
-/// patched has no dict to search.
-#[pyclass(frozen, weakref, dict, module = "ferroloop._ferroloop")]
+#[pyclass(frozen, weakref, module = "ferroloop._ferroloop")]
 pub struct SocketTransport {
     fd: RawFd,
     core: Py<LoopCore>,
@@ -111,9 +110,14 @@ impl SocketTransport {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
+        let context = self.context(py);
         self.core_ref()
-            .call_soon(py, callback, args, None)
+            .call_soon(py, callback, args, context)
             .map(drop)
+    }
+
+    fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.st(py).context.as_ref().map(|c| c.bind(py).clone())
     }
 
     /// Starts reading unless paused or closing (the transport's `_add_reader`).
@@ -128,7 +132,7 @@ impl SocketTransport {
         }
         let cb = slf.getattr(intern!(py, "_read_ready"))?;
         this.core_ref()
-            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py))
+            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py), this.context(py))
             .map(drop)
     }
 
@@ -143,7 +147,14 @@ impl SocketTransport {
         let cb = slf.getattr(intern!(py, "_write_ready"))?;
         slf.get()
             .core_ref()
-            .watch_fd(py, slf.get().fd, Side::Write, &cb, PyTuple::empty(py))
+            .watch_fd(
+                py,
+                slf.get().fd,
+                Side::Write,
+                &cb,
+                PyTuple::empty(py),
+                slf.get().context(py),
+            )
             .map(drop)
     }
 
@@ -557,7 +568,8 @@ unsafe impl Send for BytesChunk {}
 #[pymethods]
 impl SocketTransport {
     #[new]
-    #[pyo3(signature = (r#loop, sock, protocol, waiter=None, extra=None, server=None))]
+    #[pyo3(signature = (r#loop, sock, protocol, waiter=None, extra=None, server=None, context=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         r#loop: &Bound<'_, PyAny>,
@@ -566,6 +578,7 @@ impl SocketTransport {
         waiter: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyAny>>,
         server: Option<&Bound<'_, PyAny>>,
+        context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Self>> {
         let core: Py<LoopCore> = r#loop.cast::<LoopCore>()?.clone().unbind();
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
@@ -616,6 +629,7 @@ impl SocketTransport {
             protocol_paused: false,
             limits: WriteLimits::default(py),
             empty_waiter: None,
+            context: context.filter(|c| !c.is_none()).map(|c| c.clone().unbind()),
         };
         let transport = Bound::new(
             py,
@@ -1021,6 +1035,32 @@ impl SocketTransport {
         self.st(py).sock.as_ref().map(|s| s.clone_ref(py))
     }
 
+    /// Tests wrap the stock transport's socket in place (`transport._sock =
+    /// Wrapper(transport._sock)`). Allowed for an object on the same fd: the
+    /// native I/O keeps using the fd; the object is what `_sock` reports
+    /// and what is closed at the end.
+    #[setter(_sock)]
+    fn set_sock(&self, py: Python<'_>, value: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let Some(value) = value else {
+            return Err(PyAttributeError::new_err("can't delete attribute '_sock'"));
+        };
+        let fd: RawFd = value.call_method0(intern!(py, "fileno"))?.extract()?;
+        if fd != self.fd {
+            return Err(PyValueError::new_err(format!(
+                "_sock must be a socket on fd {}, got one on fd {fd}",
+                self.fd
+            )));
+        }
+        let mut st = self.st(py);
+        if st.sock.is_none() {
+            return Err(PyValueError::new_err("the transport is closed"));
+        }
+        let old = st.sock.replace(value.unbind());
+        drop(st);
+        drop(old);
+        Ok(())
+    }
+
     /// The stock transport's read callback, None once it is closing (3.13+
     /// sets it to None in close()); tests read it to tell a closed transport.
     #[getter]
@@ -1029,6 +1069,12 @@ impl SocketTransport {
             return Ok(None);
         }
         Ok(Some(slf.getattr(intern!(slf.py(), "_read_ready"))?.unbind()))
+    }
+
+    /// pause_reading() is in effect (the stock transport's attribute).
+    #[getter]
+    fn _paused(&self, py: Python<'_>) -> bool {
+        self.st(py).paused
     }
 
     #[getter]
@@ -1110,6 +1156,7 @@ impl SocketTransport {
                 &st.protocol,
                 &st.server,
                 &st.empty_waiter,
+                &st.context,
             ]
             .into_iter()
             .flatten()
@@ -1130,6 +1177,7 @@ impl SocketTransport {
                     st.protocol.take(),
                     st.server.take(),
                     st.empty_waiter.take(),
+                    st.context.take(),
                 )
             };
             drop(taken);

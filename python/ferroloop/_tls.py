@@ -57,7 +57,8 @@ class TlsMixin:
             *, server_side=False, server_hostname=None,
             extra=None, server=None,
             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+            context=None):
         """Wrap the connected socket rawsock in TLS; return the app transport.
 
         waiter (if given) is resolved once the handshake has completed and
@@ -72,7 +73,8 @@ class TlsMixin:
         # The socket transport carries ciphertext; it schedules
         # ssl_protocol.connection_made, which starts the handshake.
         self._make_socket_transport(rawsock, ssl_protocol,
-                                    extra=extra, server=server)
+                                    extra=extra, server=server,
+                                    context=context)
         return ssl_protocol._app_transport
 
     async def start_tls(self, transport, protocol, sslcontext, *,

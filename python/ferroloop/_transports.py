@@ -61,19 +61,21 @@ class TransportsMixin:
         return super().remove_writer(fd)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
-                               extra=None, server=None):
+                               extra=None, server=None, context=None):
         """Wrap the connected, non-blocking stream socket sock.
 
         The transport schedules protocol.connection_made, then starts
         reading, then resolves waiter (if given): the waiter's owner finds
-        the protocol connected.
+        the protocol connected.  context (3.15): the contextvars.Context all
+        its callbacks run in.
         """
+        kwargs = {} if context is None else {'context': context}
         # Read before the transport takes the socket over.
         fd = sock.fileno()
         # Looked up on the module, not imported by name: the class is chosen
         # there (and tests swap it there).
         transport = _socket_transport.SocketTransport(
-            self, sock, protocol, waiter, extra, server)
+            self, sock, protocol, waiter, extra, server, **kwargs)
         # selector_events' transport registers itself too; doing it here
         # keeps the registry right for any transport class.
         self._transports[fd] = transport

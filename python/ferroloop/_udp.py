@@ -15,6 +15,7 @@ steal the datagrams), so passing it is a TypeError, as on the stock loop.
 """
 
 import socket
+import sys
 
 from asyncio.log import logger
 
@@ -23,10 +24,19 @@ from ._servers import _set_reuse_port
 from ._unix import _is_abstract, _remove_stale_socket_file
 
 
+# 3.13 takes any socket but a stream one (SOCK_RAW, SOCK_SEQPACKET, ...),
+# and says "datagram", not "UDP".
+_ANY_NON_STREAM_SOCKET = sys.version_info >= (3, 13)
+
+
 def _check_given_socket(sock, modifiers):
     # modifiers: the keyword arguments that configure a socket the loop
     # creates; with sock= the truthy ones are refused, by name and value.
-    if sock.type != socket.SOCK_DGRAM:
+    if _ANY_NON_STREAM_SOCKET:
+        if sock.type == socket.SOCK_STREAM:
+            raise ValueError(
+                f'A datagram socket was expected, got {sock!r}')
+    elif sock.type != socket.SOCK_DGRAM:
         raise ValueError(f'A UDP Socket was expected, got {sock!r}')
     problems = ', '.join(f'{name}={value}'
                          for name, value in modifiers.items() if value)
