@@ -66,7 +66,14 @@ struct TransportState {
     context: Option<Py<PyAny>>,
 }
 
-#[pyclass(frozen, weakref, module = "ferroloop._ferroloop")]
+/// `subclass`: the class the loop instantiates is the Python subclass
+/// `ferroloop._socket_transport.SocketTransport`, whose instances have a
+/// `__dict__` so that methods can be patched per instance
+/// (`mock.patch.object(transport, "write")`), as on the stock loop's
+/// transports. Only Python-level lookups see such a patch; the native paths
+/// call the Rust methods directly. The subclass's `__init__` calls
+/// `_connect()`, which schedules connection_made.
+#[pyclass(frozen, weakref, subclass, module = "ferroloop._ferroloop")]
 pub struct SocketTransport {
     fd: RawFd,
     core: Py<LoopCore>,
@@ -579,7 +586,10 @@ impl SocketTransport {
         extra: Option<&Bound<'_, PyAny>>,
         server: Option<&Bound<'_, PyAny>>,
         context: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Self>> {
+    ) -> PyResult<Self> {
+        // `waiter` is `_connect()`'s; accepted here too because Python
+        // passes the constructor's arguments to both `__new__` and `__init__`.
+        let _ = waiter;
         let core: Py<LoopCore> = r#loop.cast::<LoopCore>()?.clone().unbind();
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         if fd < 0 {
@@ -631,20 +641,37 @@ impl SocketTransport {
             empty_waiter: None,
             context: context.filter(|c| !c.is_none()).map(|c| c.clone().unbind()),
         };
-        let transport = Bound::new(
-            py,
-            SocketTransport {
-                fd,
-                core,
-                state: GilCell::new(state),
-            },
-        )?;
-        if let Some(server) = server.filter(|s| !s.is_none()) {
-            server_slot(py, server, "_attach", &transport)?;
+        Ok(SocketTransport {
+            fd,
+            core,
+            state: GilCell::new(state),
+        })
+    }
+
+    /// The second half of construction, once the object exists: attach to
+    /// the server, schedule connection_made, the first read and the waiter.
+    #[pyo3(signature = (waiter=None))]
+    fn _connect(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let transport = slf;
+        let this = transport.get();
+        let (server, sock, protocol) = {
+            let st = this.st(py);
+            (
+                st.server.as_ref().map(|s| s.clone_ref(py)),
+                st.sock.as_ref().map(|s| s.clone_ref(py)),
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+            )
+        };
+        let (Some(sock), Some(protocol)) = (sock, protocol) else {
+            return Err(PyRuntimeError::new_err("the transport is closed"));
+        };
+        let (sock, protocol) = (sock.bind(py), protocol.bind(py));
+        if let Some(server) = server {
+            server_slot(py, server.bind(py), "_attach", transport)?;
         }
         // Disable Nagle: small writes go out without waiting for the ACK.
         cached(py, &SET_NODELAY, "asyncio.base_events", "_set_nodelay")?.call1((sock,))?;
-        let this = transport.get();
         this.call_soon(
             py,
             &protocol.getattr(intern!(py, "connection_made"))?,
@@ -669,7 +696,7 @@ impl SocketTransport {
                 PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
             )?;
         }
-        Ok(transport.unbind())
+        Ok(())
     }
 
     /// isinstance(transport, asyncio.Transport) holds through this.
