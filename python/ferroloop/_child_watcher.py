@@ -116,9 +116,17 @@ def _reap_now(pid):
     return _exit_code(status)
 
 
+_STOCK_CAN_USE_PIDFD = getattr(unix_events, 'can_use_pidfd', None)
+
+
 def _stock_can_use_pidfd():
+    # Asked only when someone replaced asyncio's probe (tests force the
+    # threaded watcher that way): unreplaced, it answers what USE_PIDFD's
+    # probe at import did, and calling it would open a pidfd per loop.
     can_use = getattr(unix_events, 'can_use_pidfd', None)
-    return True if can_use is None else can_use()
+    if can_use is None or can_use is _STOCK_CAN_USE_PIDFD:
+        return True
+    return can_use()
 
 
 class ChildExitWatcher:
