@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use ferroloop_engine::CancelCounter;
-use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::intern;
+use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
 use crate::context::{expose_context, release_context, run_in_context};

@@ -163,10 +163,11 @@ impl LoopCore {
         side: Side,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
         let fd = fd_watchers::fileobj_to_fd(fd)?;
-        self.watch_fd(py, fd, side, callback, args, None)
+        self.watch_fd(py, fd, side, callback, args, context)
     }
 
     /// Registers `callback(*args)` to run while `fd`'s side is ready,
@@ -348,7 +349,7 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        self.add_fd_watcher(py, fd, Side::Read, callback, args)
+        self.add_fd_watcher(py, fd, Side::Read, callback, args, None)
             .map(drop)
     }
 
@@ -360,34 +361,38 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        self.add_fd_watcher(py, fd, Side::Write, callback, args)
+        self.add_fd_watcher(py, fd, Side::Write, callback, args, None)
             .map(drop)
     }
 
     /// As `add_reader`, returning the registered handle (selector_events'
     /// `_add_reader`): socket operations keep it to remove only their own
     /// watcher when they finish.
-    #[pyo3(signature = (fd, callback, *args))]
+    /// `context` (3.15's selector transports pass theirs): the context the
+    /// callback runs in; None: a copy of the current one.
+    #[pyo3(signature = (fd, callback, *args, context=None))]
     fn _add_reader(
         &self,
         py: Python<'_>,
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        self.add_fd_watcher(py, fd, Side::Read, callback, args)
+        self.add_fd_watcher(py, fd, Side::Read, callback, args, context)
     }
 
     /// As `add_writer`, returning the registered handle.
-    #[pyo3(signature = (fd, callback, *args))]
+    #[pyo3(signature = (fd, callback, *args, context=None))]
     fn _add_writer(
         &self,
         py: Python<'_>,
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        self.add_fd_watcher(py, fd, Side::Write, callback, args)
+        self.add_fd_watcher(py, fd, Side::Write, callback, args, context)
     }
 
     fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

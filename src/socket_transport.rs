@@ -139,7 +139,14 @@ impl SocketTransport {
         }
         let cb = slf.getattr(intern!(py, "_read_ready"))?;
         this.core_ref()
-            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py), this.context(py))
+            .watch_fd(
+                py,
+                this.fd,
+                Side::Read,
+                &cb,
+                PyTuple::empty(py),
+                this.context(py),
+            )
             .map(drop)
     }
 
@@ -1095,7 +1102,9 @@ impl SocketTransport {
         if slf.get().st(slf.py()).closing {
             return Ok(None);
         }
-        Ok(Some(slf.getattr(intern!(slf.py(), "_read_ready"))?.unbind()))
+        Ok(Some(
+            slf.getattr(intern!(slf.py(), "_read_ready"))?.unbind(),
+        ))
     }
 
     /// pause_reading() is in effect (the stock transport's attribute).

@@ -8,9 +8,15 @@ transports themselves use the private ``_add_reader``/``_remove_reader``
 spellings, which do not check.
 """
 
+import sys
 import weakref
 
 from . import _socket_transport
+
+
+# 3.13: making a transport for an fd that an open transport still uses is
+# a RuntimeError, as adding a reader for it is.
+CHECK_FD_FREE = sys.version_info >= (3, 13)
 
 
 def _fd_number(fd):
@@ -72,6 +78,8 @@ class TransportsMixin:
         kwargs = {} if context is None else {'context': context}
         # Read before the transport takes the socket over.
         fd = sock.fileno()
+        if CHECK_FD_FREE:
+            self._ensure_fd_no_transport(fd)
         # Looked up on the module, not imported by name: the class is chosen
         # there (and tests swap it there).
         transport = _socket_transport.SocketTransport(

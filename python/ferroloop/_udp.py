@@ -20,6 +20,7 @@ import sys
 from asyncio.log import logger
 
 from . import _datagram_transport
+from . import _transports
 from ._servers import _set_reuse_port
 from ._unix import _is_abstract, _remove_stale_socket_file
 
@@ -206,6 +207,8 @@ class UdpMixin:
         then starts reading, then resolves waiter (if given).
         """
         fd = sock.fileno()
+        if _transports.CHECK_FD_FREE:
+            self._ensure_fd_no_transport(fd)
         # Looked up on the module, not imported by name: the class is chosen
         # there (and tests swap it there).
         transport = _datagram_transport.DatagramTransport(
