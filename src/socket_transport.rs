@@ -537,9 +537,15 @@ fn with_bytes<R>(
     let is_bytes_like = data.is_instance_of::<pyo3::types::PyByteArray>()
         || data.is_instance_of::<pyo3::types::PyMemoryView>();
     if !is_bytes_like {
+        // 3.13 names the accepted types.
+        let accepted = if py.version_info() >= (3, 13) {
+            "a bytes, bytearray, or memoryview object"
+        } else {
+            "a bytes-like object"
+        };
         return Err(PyTypeError::new_err(format!(
-            "data argument must be a bytes-like object, not {:?}",
-            data.get_type().name()?.to_string()
+            "data argument must be {accepted}, not {}",
+            data.get_type().name()?.repr()?
         )));
     }
     let copied = PyBytes::new(py, &pyo3::buffer::PyBuffer::<u8>::get(data)?.to_vec(py)?);
