@@ -49,6 +49,26 @@ static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TRANSPORT_VIEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
+/// The stock datagram transport's `_header_size` (3.13+: 8, counted per
+/// queued datagram in the write buffer size; 0 before). Where it is set,
+/// the stock `sendto` also sends zero-length datagrams instead of dropping
+/// them: both came with the same change, so one feature test covers both.
+static HEADER_SIZE: PyOnceLock<i64> = PyOnceLock::new();
+
+fn header_size(py: Python<'_>) -> PyResult<i64> {
+    HEADER_SIZE
+        .get_or_try_init(py, || -> PyResult<i64> {
+            let cls = py
+                .import("asyncio.selector_events")?
+                .getattr("_SelectorDatagramTransport")?;
+            match cls.getattr_opt("_header_size")? {
+                Some(size) => size.extract(),
+                None => Ok(0),
+            }
+        })
+        .copied()
+}
+
 /// A socket address as the kernel reads and writes it.
 #[derive(Clone, Copy)]
 struct RawAddr {
@@ -449,7 +469,7 @@ impl DatagramTransport {
         }
         let cb = slf.getattr(intern!(py, "_read_ready"))?;
         this.core_ref()
-            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py))
+            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py), None)
             .map(drop)
     }
 
@@ -464,7 +484,7 @@ impl DatagramTransport {
         let cb = slf.getattr(intern!(py, "_sendto_ready"))?;
         slf.get()
             .core_ref()
-            .watch_fd(py, slf.get().fd, Side::Write, &cb, PyTuple::empty(py))
+            .watch_fd(py, slf.get().fd, Side::Write, &cb, PyTuple::empty(py), None)
             .map(drop)
     }
 
@@ -1016,7 +1036,8 @@ impl DatagramTransport {
         } else {
             !data.is_truthy()?
         };
-        if empty {
+        let header = header_size(py)?;
+        if empty && header == 0 {
             return Ok(());
         }
         let none = py.None().into_bound(py);
@@ -1063,7 +1084,7 @@ impl DatagramTransport {
         } else {
             py.get_type::<PyBytes>().call1((data,))?.cast_into()?
         };
-        let len = data.len()? as i64;
+        let len = data.len()? as i64 + header;
         {
             let mut st = this.st(py);
             st.buffer.push_back(Queued {
@@ -1079,12 +1100,13 @@ impl DatagramTransport {
     fn _sendto_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        let header = header_size(py)?;
         loop {
             let next = {
                 let mut st = this.st(py);
                 let next = st.buffer.pop_front();
                 if let Some(q) = &next {
-                    st.buffer_size -= q.data.bind(py).as_bytes().len() as i64;
+                    st.buffer_size -= q.data.bind(py).as_bytes().len() as i64 + header;
                 }
                 next
             };
@@ -1094,7 +1116,7 @@ impl DatagramTransport {
                 Sent::Done => {}
                 Sent::WouldBlock => {
                     let mut st = this.st(py);
-                    st.buffer_size += queued.data.bind(py).as_bytes().len() as i64;
+                    st.buffer_size += queued.data.bind(py).as_bytes().len() as i64 + header;
                     st.buffer.push_front(queued);
                     break;
                 }

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use ferroloop_engine::CancelCounter;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
 use crate::context::{expose_context, release_context, run_in_context};
@@ -56,6 +58,13 @@ pub struct Handle {
     /// of its callback once it has run, so handle <-> callback reference
     /// cycles end there and handles need no garbage-collector support.
     one_shot: bool,
+    /// `call_soon_threadsafe` handles on Pythons with
+    /// `asyncio.events._ThreadSafeHandle` (3.13+): a `threading.RLock` held
+    /// while the callback runs and while another thread cancels or asks
+    /// `cancelled()`, so a cancel from another thread either wins before the
+    /// run or waits for the callback to finish. Reentrant: the callback may
+    /// cancel its own handle.
+    pub(crate) thread_lock: Option<Py<PyAny>>,
 }
 
 impl Drop for Handle {
@@ -93,7 +102,21 @@ impl Handle {
             frozen_repr: Mutex::new(None),
             debug,
             one_shot,
+            thread_lock: None,
         }
+    }
+
+    /// Runs `f` holding the thread lock, if this handle has one.
+    fn locked<R>(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+        let Some(lock) = &self.thread_lock else {
+            return f();
+        };
+        let lock = lock.bind(py);
+        // RLock.acquire() lets go of the GIL while it waits.
+        lock.call_method0(intern!(py, "acquire"))?;
+        let result = f();
+        lock.call_method0(intern!(py, "release"))?;
+        result
     }
 
     #[inline]
@@ -118,6 +141,20 @@ impl Handle {
     /// Runs the callback in its context. Errors are the caller's to route.
     #[inline]
     pub(crate) fn run(&self, py: Python<'_>) -> PyResult<()> {
+        if self.thread_lock.is_some() {
+            // Another thread may have cancelled it since the loop looked.
+            return self.locked(py, || {
+                if self.is_cancelled() {
+                    return Ok(());
+                }
+                self.run_unlocked(py)
+            });
+        }
+        self.run_unlocked(py)
+    }
+
+    #[inline]
+    fn run_unlocked(&self, py: Python<'_>) -> PyResult<()> {
         if !self.one_shot || self.debug {
             // Kept: it runs again (fd watcher), or debug reports name it.
             let Some((func, args)) = self.callback_parts(py) else {
@@ -204,11 +241,26 @@ impl Handle {
 impl Handle {
     /// Cancels the call. Idempotent.
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.get().do_cancel(slf)
+        let this = slf.get();
+        this.locked(slf.py(), || this.do_cancel(slf))
     }
 
-    fn cancelled(&self) -> bool {
-        self.is_cancelled()
+    fn cancelled(&self, py: Python<'_>) -> PyResult<bool> {
+        self.locked(py, || Ok(self.is_cancelled()))
+    }
+
+    /// `isinstance(handle, asyncio.events._ThreadSafeHandle)` holds for the
+    /// handles `call_soon_threadsafe` returns, as on the stock loop (3.13+);
+    /// `type(handle)` stays native.
+    #[getter(__class__)]
+    fn class_view(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if slf.get().thread_lock.is_some() {
+            if let Some(view) = thread_safe_view(py)? {
+                return Ok(view.clone_ref(py));
+            }
+        }
+        Ok(slf.get_type().into_any().unbind())
     }
 
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
@@ -317,4 +369,28 @@ impl TimerHandle {
             .into_any()
             .unbind())
     }
+}
+
+/// `ferroloop._handles.ThreadSafeHandleView`, or None on Pythons without
+/// `asyncio.events._ThreadSafeHandle` (before 3.13).
+static THREAD_SAFE_VIEW: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+
+pub(crate) fn thread_safe_view(py: Python<'_>) -> PyResult<Option<&'static Py<PyAny>>> {
+    let view = THREAD_SAFE_VIEW.get_or_try_init(py, || -> PyResult<_> {
+        let view = py
+            .import("ferroloop._handles")?
+            .getattr("ThreadSafeHandleView")?;
+        Ok((!view.is_none()).then(|| view.unbind()))
+    })?;
+    Ok(view.as_ref())
+}
+
+/// `threading.RLock`, for thread-safe handles.
+static RLOCK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+pub(crate) fn new_thread_lock(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let rlock = RLOCK.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("threading")?.getattr("RLock")?.unbind())
+    })?;
+    Ok(rlock.bind(py).call0()?.unbind())
 }

@@ -163,6 +163,7 @@ impl LoopCore {
         side: Side,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
         let fd = match fd_watchers::lookup(py, &self.state, fileobj)? {
@@ -179,11 +180,12 @@ impl LoopCore {
         // names no fd, which an int registered here always does).
         let keep =
             (!fileobj.is_instance_of::<pyo3::types::PyInt>()).then(|| fileobj.clone().unbind());
-        self.add_watcher(py, fd, side, callback, args, keep)
+        self.add_watcher(py, fd, side, callback, args, keep, context)
     }
 
     /// Registers `callback(*args)` to run while `fd`'s side is ready,
     /// replacing (and cancelling) a previous watcher. Used by transports.
+    /// `context`: the callback's context (None: a copy of the current one).
     pub(crate) fn watch_fd(
         &self,
         py: Python<'_>,
@@ -191,8 +193,9 @@ impl LoopCore {
         side: Side,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        self.add_watcher(py, fd, side, callback, args, None)
+        self.add_watcher(py, fd, side, callback, args, None, context)
     }
 
     fn add_watcher(
@@ -203,9 +206,10 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         fileobj: Option<Py<PyAny>>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
-        let handle = Py::new(py, self.make_handle(py, callback, args, None, None, false)?)?;
+        let handle = Py::new(py, self.make_handle(py, callback, args, context, None, false)?)?;
         let (replaced, orphans) = {
             let mut st = self.state(py);
             let replaced = fd_watchers::add(
@@ -338,7 +342,10 @@ impl LoopCore {
         if self.is_debug() {
             debug::check_callback(py, callback, "call_soon_threadsafe")?;
         }
-        let handle = self.make_handle(py, callback, args, context, None, true)?;
+        let mut handle = self.make_handle(py, callback, args, context, None, true)?;
+        if crate::handles::thread_safe_view(py)?.is_some() {
+            handle.thread_lock = Some(crate::handles::new_thread_lock(py)?);
+        }
         let handle = self.push_ready(py, handle)?;
         self.wake(py);
         Ok(handle)
@@ -384,7 +391,7 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        self.add_fd_watcher(py, fd, Side::Read, callback, args)
+        self.add_fd_watcher(py, fd, Side::Read, callback, args, None)
             .map(drop)
     }
 
@@ -396,34 +403,38 @@ impl LoopCore {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        self.add_fd_watcher(py, fd, Side::Write, callback, args)
+        self.add_fd_watcher(py, fd, Side::Write, callback, args, None)
             .map(drop)
     }
 
     /// As `add_reader`, returning the registered handle (selector_events'
     /// `_add_reader`): socket operations keep it to remove only their own
     /// watcher when they finish.
-    #[pyo3(signature = (fd, callback, *args))]
+    /// `context` (3.15's selector transports pass theirs): the context the
+    /// callback runs in; None: a copy of the current one.
+    #[pyo3(signature = (fd, callback, *args, context=None))]
     fn _add_reader(
         &self,
         py: Python<'_>,
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        self.add_fd_watcher(py, fd, Side::Read, callback, args)
+        self.add_fd_watcher(py, fd, Side::Read, callback, args, context)
     }
 
     /// As `add_writer`, returning the registered handle.
-    #[pyo3(signature = (fd, callback, *args))]
+    #[pyo3(signature = (fd, callback, *args, context=None))]
     fn _add_writer(
         &self,
         py: Python<'_>,
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        self.add_fd_watcher(py, fd, Side::Write, callback, args)
+        self.add_fd_watcher(py, fd, Side::Write, callback, args, context)
     }
 
     fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {

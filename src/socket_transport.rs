@@ -16,7 +16,7 @@ use std::os::fd::RawFd;
 
 use ferroloop_engine::write_queue::{COALESCE_MAX, MAX_IOV};
 use ferroloop_engine::{sockio, WriteQueue};
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -60,9 +60,20 @@ struct TransportState {
     limits: WriteLimits,
     /// sendfile's "buffer drained" future.
     empty_waiter: Option<Py<PyAny>>,
+    /// The `contextvars.Context` every callback of this transport runs in
+    /// (3.15's `context=`); None: each callback copies the context current
+    /// when it is scheduled, as before 3.15.
+    context: Option<Py<PyAny>>,
 }
 
-#[pyclass(frozen, weakref, module = "ferroloop._ferroloop")]
+/// `subclass`: the class the loop instantiates is the Python subclass
+/// `ferroloop._socket_transport.SocketTransport`, whose instances have a
+/// `__dict__` so that methods can be patched per instance
+/// (`mock.patch.object(transport, "write")`), as on the stock loop's
+/// transports. Only Python-level lookups see such a patch; the native paths
+/// call the Rust methods directly. The subclass's `__init__` calls
+/// `_connect()`, which schedules connection_made.
+#[pyclass(frozen, weakref, subclass, module = "ferroloop._ferroloop")]
 pub struct SocketTransport {
     fd: RawFd,
     core: Py<LoopCore>,
@@ -106,9 +117,14 @@ impl SocketTransport {
         callback: &Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
+        let context = self.context(py);
         self.core_ref()
-            .call_soon(py, callback, args, None)
+            .call_soon(py, callback, args, context)
             .map(drop)
+    }
+
+    fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.st(py).context.as_ref().map(|c| c.bind(py).clone())
     }
 
     /// Starts reading unless paused or closing (the transport's `_add_reader`).
@@ -123,7 +139,14 @@ impl SocketTransport {
         }
         let cb = slf.getattr(intern!(py, "_read_ready"))?;
         this.core_ref()
-            .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py))
+            .watch_fd(
+                py,
+                this.fd,
+                Side::Read,
+                &cb,
+                PyTuple::empty(py),
+                this.context(py),
+            )
             .map(drop)
     }
 
@@ -138,7 +161,14 @@ impl SocketTransport {
         let cb = slf.getattr(intern!(py, "_write_ready"))?;
         slf.get()
             .core_ref()
-            .watch_fd(py, slf.get().fd, Side::Write, &cb, PyTuple::empty(py))
+            .watch_fd(
+                py,
+                slf.get().fd,
+                Side::Write,
+                &cb,
+                PyTuple::empty(py),
+                slf.get().context(py),
+            )
             .map(drop)
     }
 
@@ -507,9 +537,15 @@ fn with_bytes<R>(
     let is_bytes_like = data.is_instance_of::<pyo3::types::PyByteArray>()
         || data.is_instance_of::<pyo3::types::PyMemoryView>();
     if !is_bytes_like {
+        // 3.13 names the accepted types.
+        let accepted = if py.version_info() >= (3, 13) {
+            "a bytes, bytearray, or memoryview object"
+        } else {
+            "a bytes-like object"
+        };
         return Err(PyTypeError::new_err(format!(
-            "data argument must be a bytes-like object, not {:?}",
-            data.get_type().name()?.to_string()
+            "data argument must be {accepted}, not {}",
+            data.get_type().name()?.repr()?
         )));
     }
     let copied = PyBytes::new(py, &pyo3::buffer::PyBuffer::<u8>::get(data)?.to_vec(py)?);
@@ -552,7 +588,8 @@ unsafe impl Send for BytesChunk {}
 #[pymethods]
 impl SocketTransport {
     #[new]
-    #[pyo3(signature = (r#loop, sock, protocol, waiter=None, extra=None, server=None))]
+    #[pyo3(signature = (r#loop, sock, protocol, waiter=None, extra=None, server=None, context=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         r#loop: &Bound<'_, PyAny>,
@@ -561,7 +598,11 @@ impl SocketTransport {
         waiter: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyAny>>,
         server: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Self>> {
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        // `waiter` is `_connect()`'s; accepted here too because Python
+        // passes the constructor's arguments to both `__new__` and `__init__`.
+        let _ = waiter;
         let core: Py<LoopCore> = r#loop.cast::<LoopCore>()?.clone().unbind();
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         if fd < 0 {
@@ -611,21 +652,39 @@ impl SocketTransport {
             protocol_paused: false,
             limits: WriteLimits::default(py),
             empty_waiter: None,
+            context: context.filter(|c| !c.is_none()).map(|c| c.clone().unbind()),
         };
-        let transport = Bound::new(
-            py,
-            SocketTransport {
-                fd,
-                core,
-                state: GilCell::new(state),
-            },
-        )?;
-        if let Some(server) = server.filter(|s| !s.is_none()) {
-            server_slot(py, server, "_attach", &transport)?;
+        Ok(SocketTransport {
+            fd,
+            core,
+            state: GilCell::new(state),
+        })
+    }
+
+    /// The second half of construction, once the object exists: attach to
+    /// the server, schedule connection_made, the first read and the waiter.
+    #[pyo3(signature = (waiter=None))]
+    fn _connect(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let transport = slf;
+        let this = transport.get();
+        let (server, sock, protocol) = {
+            let st = this.st(py);
+            (
+                st.server.as_ref().map(|s| s.clone_ref(py)),
+                st.sock.as_ref().map(|s| s.clone_ref(py)),
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+            )
+        };
+        let (Some(sock), Some(protocol)) = (sock, protocol) else {
+            return Err(PyRuntimeError::new_err("the transport is closed"));
+        };
+        let (sock, protocol) = (sock.bind(py), protocol.bind(py));
+        if let Some(server) = server {
+            server_slot(py, server.bind(py), "_attach", transport)?;
         }
         // Disable Nagle: small writes go out without waiting for the ACK.
         cached(py, &SET_NODELAY, "asyncio.base_events", "_set_nodelay")?.call1((sock,))?;
-        let this = transport.get();
         this.call_soon(
             py,
             &protocol.getattr(intern!(py, "connection_made"))?,
@@ -650,7 +709,7 @@ impl SocketTransport {
                 PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
             )?;
         }
-        Ok(transport.unbind())
+        Ok(())
     }
 
     /// isinstance(transport, asyncio.Transport) holds through this.
@@ -1016,6 +1075,50 @@ impl SocketTransport {
         self.st(py).sock.as_ref().map(|s| s.clone_ref(py))
     }
 
+    /// Tests wrap the stock transport's socket in place (`transport._sock =
+    /// Wrapper(transport._sock)`). Allowed for an object on the same fd: the
+    /// native I/O keeps using the fd; the object is what `_sock` reports
+    /// and what is closed at the end.
+    #[setter(_sock)]
+    fn set_sock(&self, py: Python<'_>, value: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let Some(value) = value else {
+            return Err(PyAttributeError::new_err("can't delete attribute '_sock'"));
+        };
+        let fd: RawFd = value.call_method0(intern!(py, "fileno"))?.extract()?;
+        if fd != self.fd {
+            return Err(PyValueError::new_err(format!(
+                "_sock must be a socket on fd {}, got one on fd {fd}",
+                self.fd
+            )));
+        }
+        let mut st = self.st(py);
+        if st.sock.is_none() {
+            return Err(PyValueError::new_err("the transport is closed"));
+        }
+        let old = st.sock.replace(value.unbind());
+        drop(st);
+        drop(old);
+        Ok(())
+    }
+
+    /// The stock transport's read callback, None once it is closing (3.13+
+    /// sets it to None in close()); tests read it to tell a closed transport.
+    #[getter]
+    fn _read_ready_cb(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
+        if slf.get().st(slf.py()).closing {
+            return Ok(None);
+        }
+        Ok(Some(
+            slf.getattr(intern!(slf.py(), "_read_ready"))?.unbind(),
+        ))
+    }
+
+    /// pause_reading() is in effect (the stock transport's attribute).
+    #[getter]
+    fn _paused(&self, py: Python<'_>) -> bool {
+        self.st(py).paused
+    }
+
     #[getter]
     fn _sock_fd(&self) -> RawFd {
         self.fd
@@ -1095,6 +1198,7 @@ impl SocketTransport {
                 &st.protocol,
                 &st.server,
                 &st.empty_waiter,
+                &st.context,
             ]
             .into_iter()
             .flatten()
@@ -1115,6 +1219,7 @@ impl SocketTransport {
                     st.protocol.take(),
                     st.server.take(),
                     st.empty_waiter.take(),
+                    st.context.take(),
                 )
             };
             drop(taken);

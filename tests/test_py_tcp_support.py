@@ -2,7 +2,8 @@
 test_py_unix_* modules, and the tests of the transport choice itself.
 
 The `loop` fixture here runs a test once per socket transport class: the
-native `_ferroloop.SocketTransport` (when the extension has it) and asyncio's
+native transport (`_socket_transport.NativeSocketTransport`, the Python
+subclass of `_ferroloop.SocketTransport`, when the extension has it) and asyncio's
 selector transport that ferroloop falls back to.  Everything above the
 transport (connect, servers, streams, sendfile) must work on both.
 
@@ -27,7 +28,7 @@ from ferroloop import _socket_transport
 TIMEOUT = 10.0
 
 TRANSPORTS = {
-    'native': getattr(_ferroloop, 'SocketTransport', None),
+    'native': getattr(_socket_transport, 'NativeSocketTransport', None),
     'selector': _socket_transport.SelectorSocketTransport,
 }
 

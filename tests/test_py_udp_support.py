@@ -32,6 +32,13 @@ TIMEOUT = 10.0
 
 LOCALHOST = '127.0.0.1'
 
+# 3.13 changed the stock datagram transport (ferroloop's follows): each
+# queued datagram counts this many header bytes in get_write_buffer_size()
+# (0 before), and zero-length datagrams are sent instead of dropped.
+HEADER = getattr(asyncio.selector_events
+                 ._SelectorDatagramTransport, '_header_size', 0)
+SENDS_EMPTY = HEADER > 0
+
 NATIVE_TRANSPORT = getattr(_ferroloop, 'DatagramTransport', None)
 
 # loop kind -> (factory, datagram transport class to force on ferroloop, or

@@ -18,7 +18,7 @@ import pytest
 
 from _netutil import LogRecords, poll_barrier, record_handler_calls
 from test_py_udp_support import (  # noqa: F401  (loop is a fixture)
-    LOCALHOST, Datagrams, call_outcome, close_and_wait, endpoint,
+    HEADER, LOCALHOST, SENDS_EMPTY, Datagrams, call_outcome, close_and_wait, endpoint,
     free_udp_port, loop, peer_socket, run, without_class_name)
 
 
@@ -37,10 +37,18 @@ def test_connected_sendto_rules(loop):
                                 peer_addr) == ('ok', None)
             assert call_outcome(transport.sendto,
                                 memoryview(b'xviewx')[1:5]) == ('ok', None)
-            # Nothing at all goes out for an empty datagram.
             assert call_outcome(transport.sendto, b'') == ('ok', None)
-            assert call_outcome(transport.sendto, b'', ('10.0.0.1', 1)) == (
-                'ok', None)
+            if SENDS_EMPTY:
+                # 3.13+: an empty datagram is a datagram, with the rules of
+                # any other.
+                assert call_outcome(transport.sendto, b'',
+                                    ('10.0.0.1', 1)) == (
+                    ValueError,
+                    f'Invalid address: must be None or {peer_addr}')
+            else:
+                # Nothing at all goes out for an empty datagram.
+                assert call_outcome(transport.sendto, b'',
+                                    ('10.0.0.1', 1)) == ('ok', None)
 
             other = (LOCALHOST, peer_addr[1] + 1)
             assert call_outcome(transport.sendto, b'x', other) == (
@@ -53,9 +61,12 @@ def test_connected_sendto_rules(loop):
                            "not 'NoneType'")
             transport.sendto(b'last')
 
+            expected = [b'default', b'named', b'view', b'last']
+            if SENDS_EMPTY:
+                expected.insert(3, b'')
             received = [(await loop.sock_recvfrom(peer, 100))[0]
-                        for _ in range(4)]
-            assert received == [b'default', b'named', b'view', b'last']
+                        for _ in range(len(expected))]
+            assert received == expected
             assert protocol.events == ['made']
             assert not transport.is_closing()
             await close_and_wait(transport, protocol)
@@ -243,9 +254,10 @@ def test_full_socket_buffers_sends_and_flushes_in_order(loop,
             transport.sendto(sent[-1])
         # The first refused datagram and the 5 after it wait in the
         # transport, whole, and the transport watches for writability.
-        assert transport.get_write_buffer_size() == 6 * 100
+        assert transport.get_write_buffer_size() == 6 * (100 + HEADER)
         assert without_class_name(repr(transport)) == (
-            f'fd={fd} read=polling write=<polling, bufsize=600>')
+            f'fd={fd} read=polling write=<polling, '
+            f'bufsize={6 * (100 + HEADER)}>')
 
         assert await receive_all(loop, receiver, len(sent)) == sent
         await poll_barrier(loop)
@@ -275,7 +287,8 @@ def test_unconnected_sends_are_buffered_with_their_addresses(loop, tmp_path,
             # Queued behind the stalled receiver's datagram, though this
             # destination has room: datagrams leave in sendto() order.
             transport.sendto(b'to other', other_path)
-            assert transport.get_write_buffer_size() == 100 + 8
+            assert transport.get_write_buffer_size() == (
+                100 + HEADER + len(b'to other') + HEADER)
 
             assert await receive_all(loop, receiver, len(sent)) == sent
             assert await loop.sock_recvfrom(other, 100) == (
@@ -328,7 +341,7 @@ def test_close_flushes_the_buffer_first(loop, stalled_receiver):
         assert transport.is_closing()
         assert not transport.is_reading()
         transport.close()  # idempotent
-        assert transport.get_write_buffer_size() == 100
+        assert transport.get_write_buffer_size() == 100 + HEADER
         # Still waiting for the buffered datagram to leave.
         await poll_barrier(loop)
         assert not protocol.lost.done()

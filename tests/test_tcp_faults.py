@@ -629,7 +629,10 @@ def test_emfile_on_accept_is_logged_and_server_recovers(factory):
     # Stock logs once per accept() attempt of the burst (it tries up to
     # `backlog` times per readiness event), then waits before retrying; a
     # loop retrying in a busy loop would log far more.
-    assert 1 <= report['resource_log_lines'] <= _netutil.EMFILE_BACKLOG, report
+    # (3.13+: backlog + 1 attempts per readiness.)
+    attempts = _netutil.EMFILE_BACKLOG + (1 if sys.version_info >= (3, 13)
+                                          else 0)
+    assert 1 <= report['resource_log_lines'] <= attempts, report
     assert report['echoes'] == [True] * _netutil.EMFILE_CLIENTS
     assert report['serving_after'] is True
     assert report['other_warnings'] == []

@@ -27,6 +27,10 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):  # type: ignore[misc]
     """
 
     def __init__(self) -> None: ...
+    # run_forever's two halves (asyncio 3.13's hooks for subclasses that
+    # drive the iterations themselves); present on every version.
+    def _run_forever_setup(self) -> None: ...
+    def _run_forever_cleanup(self) -> None: ...
     def set_default_executor(self, executor: ThreadPoolExecutor) -> None: ...  # type: ignore[override]
 
 # Python 3.14 deprecated asyncio's policies (removal planned for 3.16); these

@@ -9,8 +9,15 @@ module does:
   readable when the child exits; the loop watches it like any other fd, and
   its callback reaps the child with ``waitpid``.  No thread, no signal.
 - otherwise (no pidfd_open, or it fails, e.g. EMFILE): one daemon thread per
-  child blocks in ``waitpid(pid, 0)`` and hands the status to the loop with
-  ``call_soon_threadsafe`` (asyncio's ThreadedChildWatcher).
+  child blocks until the child exits and tells the loop with
+  ``call_soon_threadsafe`` (asyncio's ThreadedChildWatcher).  Where
+  ``os.waitid`` exists the thread only waits (``WNOWAIT``) and the loop
+  thread reaps, so the pid stays reserved (a zombie) until the exit is
+  published: ``send_signal()`` can never hit a recycled pid (gh-127049,
+  the 3.14 behaviour).  Without waitid the thread reaps itself.
+
+Which of the two a loop uses follows ``asyncio.unix_events.can_use_pidfd()``
+where asyncio has it (3.13+), as the stock loop's choice does.
 
 Only the watched pid is ever waited for (never ``waitpid(-1)``), so children
 started elsewhere in the process are left alone.  When the loop closes with
@@ -19,6 +26,7 @@ never leaves zombies.
 """
 
 import os
+import sys
 import threading
 
 from asyncio import unix_events
@@ -82,6 +90,45 @@ def _reap_in_background(pid, loop):
         pass
 
 
+def _wait_without_reaping(pid):
+    """Block until pid exits, leaving it a zombie; False if it is gone."""
+    while True:
+        try:
+            res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            return False  # reaped elsewhere
+        except InterruptedError:
+            continue
+        # macOS reports stopped children to WEXITED: consume the stop and
+        # go on waiting for the real exit.
+        if res is not None and res.si_code == getattr(os, 'CLD_STOPPED', None):
+            os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)
+            continue
+        return True
+
+
+def _reap_now(pid):
+    """Reap pid, which has exited; its return code, or None."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return _exit_code(status)
+
+
+_STOCK_CAN_USE_PIDFD = getattr(unix_events, 'can_use_pidfd', None)
+
+
+def _stock_can_use_pidfd():
+    # Asked only when someone replaced asyncio's probe (tests force the
+    # threaded watcher that way): unreplaced, it answers what USE_PIDFD's
+    # probe at import did, and calling it would open a pidfd per loop.
+    can_use = getattr(unix_events, 'can_use_pidfd', None)
+    if can_use is None or can_use is _STOCK_CAN_USE_PIDFD:
+        return True
+    return can_use()
+
+
 class ChildExitWatcher:
     """Calls callback(pid, returncode, *args) on the loop when pid exits.
 
@@ -95,6 +142,11 @@ class ChildExitWatcher:
         self._loop = loop
         # pid -> its pidfd, for the children watched through the loop
         self._pidfds = {}
+        # pid -> its waiter thread (the names of asyncio's threaded watcher,
+        # which tests of the pid's lifetime look at)
+        self._threads = {}
+        # Decided once per loop, as the stock loop does.
+        self._pidfd_allowed = _stock_can_use_pidfd()
 
     def watch(self, pid, callback, *args, now=False):
         """Start watching the child pid (which must be our unreaped child).
@@ -104,7 +156,8 @@ class ChildExitWatcher:
         SIGCHLD handler reaping every child, asyncio's FastChildWatcher,
         took the status).  The callback still runs only from here on.
         """
-        if USE_PIDFD and self._watch_pidfd(pid, callback, args, now):
+        if (USE_PIDFD and self._pidfd_allowed
+                and self._watch_pidfd(pid, callback, args, now)):
             return
         self._watch_in_thread(pid, callback, args)
 
@@ -137,6 +190,11 @@ class ChildExitWatcher:
             waited, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             returncode = None
+        except BaseException:
+            # Whatever else waitpid() raised (reported by the loop), the
+            # pidfd must not leak nor stay watched: it would fire forever.
+            self._stop_watching_pidfd(pid)
+            raise
         else:
             if not waited:
                 # A pidfd turns readable only once the child exited, so
@@ -159,23 +217,48 @@ class ChildExitWatcher:
         os.close(pidfd)
 
     def _watch_in_thread(self, pid, callback, args):
-        threading.Thread(target=self._wait_in_thread,
-                         name=f'ferroloop-waitpid-{pid}',
-                         args=(pid, callback, args), daemon=True).start()
+        thread = threading.Thread(target=self._wait_in_thread,
+                                  name=f'ferroloop-waitpid-{pid}',
+                                  args=(pid, callback, args), daemon=True)
+        self._threads[pid] = thread
+        thread.start()
 
     def _wait_in_thread(self, pid, callback, args):
-        returncode = _wait_blocking(pid)
-        if returncode is not None:
-            self._log_exit(pid, returncode)
+        try:
+            if hasattr(os, 'waitid') and sys.platform != 'win32':
+                _wait_without_reaping(pid)
+                if self._notify(self._reap_and_notify, pid, callback, args):
+                    return
+                # No loop to reap it in: reap here so no zombie is left.
+                _reap_now(pid)
+                return
+            returncode = _wait_blocking(pid)
+            if returncode is not None:
+                self._log_exit(pid, returncode)
+            self._notify(callback, pid, returncode, *args)
+        finally:
+            self._threads.pop(pid, None)
+
+    def _notify(self, func, pid, *args):
+        """func(pid, *args) in the loop thread; False if the loop is closed."""
         loop = self._loop
         try:
-            loop.call_soon_threadsafe(callback, pid, returncode, *args)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(func, pid, *args)
+                return True
         except RuntimeError:
             if not loop.is_closed():
                 raise
-            # The child is reaped; only the notification is lost.
-            logger.warning("Loop %r that handles pid %r is closed",
-                           loop, pid)
+        # Only the notification is lost.
+        logger.warning("Loop %r that handles pid %r is closed", loop, pid)
+        return False
+
+    def _reap_and_notify(self, pid, callback, args):
+        # In the loop thread: reaping and publishing the exit are one step.
+        returncode = _reap_now(pid)
+        if returncode is not None:
+            self._log_exit(pid, returncode)
+        callback(pid, returncode, *args)
 
     def close(self):
         """The loop closes: stop watching, but still reap every child.

@@ -29,6 +29,8 @@ def _stop_loop_when_done(fut):
 class RunningMixin:
     _coroutine_origin_tracking_enabled = False
     _coroutine_origin_tracking_saved_depth = None
+    _old_agen_hooks = None
+    _saved_signal_wakeup_fd = None
 
     def _check_running(self):
         if self.is_running():
@@ -37,28 +39,43 @@ class RunningMixin:
             raise RuntimeError(
                 'Cannot run the event loop while another loop is running')
 
-    def run_forever(self):
-        """Run until stop() is called."""
+    # The stock loop's split of run_forever (3.13) into a setup and a
+    # cleanup step, so that subclasses driving the iterations themselves
+    # (GUI integrations) or extending the run can reuse them.  Present on
+    # every version: on older ones nothing calls them but run_forever.
+    def _run_forever_setup(self):
+        """Make this the running loop of the current thread."""
         self._check_closed()
         self._check_running()
         self._set_coroutine_origin_tracking(self._debug)
+        self._old_agen_hooks = sys.get_asyncgen_hooks()
+        self._saved_signal_wakeup_fd = self._install_signal_wakeup()
+        self._thread_id = threading.get_ident()
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                               finalizer=self._asyncgen_finalizer_hook)
+        events._set_running_loop(self)
 
-        saved_asyncgen_hooks = sys.get_asyncgen_hooks()
-        signal_wakeup_fd = self._install_signal_wakeup()
+    def _run_forever_cleanup(self):
+        """Undo _run_forever_setup (whatever ended the run)."""
+        # A stop() requested during this run must not leak into the next.
+        self._stopping = False
+        self._thread_id = None
+        events._set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        if self._old_agen_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_agen_hooks)
+            self._old_agen_hooks = None
+        wakeup_fd, self._saved_signal_wakeup_fd = (
+            self._saved_signal_wakeup_fd, None)
+        self._restore_signal_wakeup(wakeup_fd)
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        self._run_forever_setup()
         try:
-            self._thread_id = threading.get_ident()
-            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
-                                   finalizer=self._asyncgen_finalizer_hook)
-            events._set_running_loop(self)
             self._run_forever_native()
         finally:
-            # A stop() requested during this run must not leak into the next.
-            self._stopping = False
-            self._thread_id = None
-            events._set_running_loop(None)
-            self._set_coroutine_origin_tracking(False)
-            sys.set_asyncgen_hooks(*saved_asyncgen_hooks)
-            self._restore_signal_wakeup(signal_wakeup_fd)
+            self._run_forever_cleanup()
 
     def run_until_complete(self, future):
         """Run until the Future is done and return its result (or raise).

@@ -8,7 +8,11 @@ _*_fallback methods is base_events' and selector_events', so code that
 overrides one of them (tests do) keeps working.
 
 Either way the file position ends up just after the last byte sent, also
-when the transfer fails midway or is cancelled.
+when the transfer fails midway or is cancelled.  From 3.13 on that holds
+even when nothing was sent (offset at or past EOF, or a failure before the
+first byte): the position is then ``offset``; before 3.13 a transfer that
+sent nothing leaves the position alone, and the fallbacks seek only for a
+non-zero offset.
 """
 
 import errno
@@ -19,12 +23,31 @@ import socket
 from asyncio import constants
 from asyncio import exceptions
 from asyncio import protocols
+from asyncio import unix_events
+
+import inspect
 
 from ._sock_ops import _check_not_ssl
 
 # The fallback's read size for transports (sock_sendfile's is
 # constants.SENDFILE_FALLBACK_READBUFFER_SIZE, read at each call).
 _TRANSPORT_FALLBACK_BLOCKSIZE = 16384
+
+# Feature-detected from the stock loop, not assumed from the version: the
+# stock helper lost its total_sent parameter when it started to seek
+# unconditionally (3.13).
+_SEEK_EVEN_IF_NOTHING_SENT = 'total_sent' not in inspect.signature(
+    unix_events._UnixSelectorEventLoop._sock_sendfile_update_filepos
+).parameters
+
+
+def _seek_to_start(file, offset):
+    """Where the fallbacks start reading."""
+    if _SEEK_EVEN_IF_NOTHING_SENT:
+        if hasattr(file, 'seek'):
+            file.seek(offset)
+    elif offset:
+        file.seek(offset)
 
 
 def _check_sendfile_params(sock, file, offset, count):
@@ -206,12 +229,11 @@ class SendfileMixin:
                 # file does not hold the loop while the socket takes it.
                 await self._sock_writable(sock)
         finally:
-            if total_sent > 0:
+            if total_sent > 0 or _SEEK_EVEN_IF_NOTHING_SENT:
                 os.lseek(fileno, offset + total_sent, os.SEEK_SET)
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
-            file.seek(offset)
+        _seek_to_start(file, offset)
         # Looked up per call: tests shrink it.
         max_block = constants.SENDFILE_FALLBACK_READBUFFER_SIZE
         blocksize = min(count, max_block) if count else max_block
@@ -288,8 +310,7 @@ class SendfileMixin:
             self._transports[fd] = transp
 
     async def _sendfile_fallback(self, transp, file, offset, count):
-        if offset:
-            file.seek(offset)
+        _seek_to_start(file, offset)
         blocksize = (min(count, _TRANSPORT_FALLBACK_BLOCKSIZE) if count
                      else _TRANSPORT_FALLBACK_BLOCKSIZE)
         buf = bytearray(blocksize)

@@ -11,6 +11,7 @@ which attach to and detach from the server as they open and close.
 
 import collections.abc
 import errno
+import inspect
 import itertools
 import os
 import socket
@@ -25,6 +26,23 @@ from asyncio.log import logger
 from ._sock_ops import _check_not_ssl
 
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
+
+# 3.13: create_server(keep_alive=) sets SO_KEEPALIVE on the listening
+# sockets (accepted ones inherit it).  Feature-detected; where the stock loop
+# lacks the parameter, passing it is the TypeError it would be there.
+_HAS_KEEP_ALIVE = 'keep_alive' in inspect.signature(
+    base_events.BaseEventLoop.create_server).parameters
+
+# 3.13's binding: SO_REUSEPORT only on AF_INET/AF_INET6 sockets (Linux
+# 6.12.9+ refuses it on others), an address that is not available
+# (EADDRNOTAVAIL: the family is configured off, bpo-30945) skipped rather
+# than fatal, and bind errors quoting str(err).
+_NEW_BIND_RULES = sys.version_info >= (3, 13)
+
+# 3.13's accept loop: one accept more than the backlog per readiness, and a
+# connection aborted before accept() is skipped, not the end of the round.
+_EXTRA_ACCEPT = 1 if sys.version_info >= (3, 13) else 0
+_SKIP_ABORTED_ACCEPTS = sys.version_info >= (3, 13)
 
 # accept() failing for want of a resource: the listening socket stays
 # readable, so retrying at once would spin.  These back off instead.
@@ -67,7 +85,8 @@ class ServersMixin:
             reuse_port=None,
             ssl_handshake_timeout=None,
             ssl_shutdown_timeout=None,
-            start_serving=True):
+            start_serving=True,
+            keep_alive=None):
         """Listen on host:port (every address it resolves to) or on sock.
 
         host may be None or '' (all interfaces), a host, or a sequence of
@@ -75,6 +94,9 @@ class ServersMixin:
         Return an asyncio.Server, already accepting unless start_serving
         is false.
         """
+        if keep_alive is not None and not _HAS_KEEP_ALIVE:
+            raise TypeError("create_server() got an unexpected keyword "
+                            "argument 'keep_alive'")
         if isinstance(ssl, bool):
             raise TypeError('ssl argument must be an SSLContext or None')
         if ssl_handshake_timeout is not None and ssl is None:
@@ -101,7 +123,8 @@ class ServersMixin:
                 # Restarting a server must not wait out TIME_WAIT.
                 reuse_address = os.name == 'posix' and sys.platform != 'cygwin'
             sockets = await self._bound_server_sockets(
-                host, port, family, flags, reuse_address, reuse_port)
+                host, port, family, flags, reuse_address, reuse_port,
+                keep_alive)
         else:
             sockets = [sock]
 
@@ -130,7 +153,8 @@ class ServersMixin:
         return infos
 
     async def _bound_server_sockets(self, host, port, family, flags,
-                                    reuse_address, reuse_port):
+                                    reuse_address, reuse_port,
+                                    keep_alive=None):
         """One bound (not yet listening) socket per distinct address."""
         lookups = [self._create_server_getaddrinfo(h, port, family=family,
                                                    flags=flags)
@@ -157,8 +181,12 @@ class ServersMixin:
                 if reuse_address:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR,
                                     True)
-                if reuse_port:
+                if reuse_port and (not _NEW_BIND_RULES or af in (
+                        socket.AF_INET, socket.AF_INET6)):
                     _set_reuse_port(sock)
+                if keep_alive:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE,
+                                    True)
                 if (_HAS_IPv6 and af == socket.AF_INET6 and
                         hasattr(socket, 'IPPROTO_IPV6')):
                     # Linux makes IPv6 sockets dual-stack by default; the
@@ -168,9 +196,23 @@ class ServersMixin:
                 try:
                     sock.bind(address)
                 except OSError as err:
-                    raise OSError(err.errno, 'error while attempting '
-                                  'to bind on address %r: %s'
-                                  % (address, err.strerror.lower())) from None
+                    if not _NEW_BIND_RULES:
+                        raise OSError(err.errno, 'error while attempting '
+                                      'to bind on address %r: %s'
+                                      % (address, err.strerror.lower())
+                                      ) from None
+                    msg = ('error while attempting to bind on address '
+                           '%r: %s' % (address, str(err).lower()))
+                    if err.errno == errno.EADDRNOTAVAIL:
+                        sockets.pop()
+                        sock.close()
+                        if self._debug:
+                            logger.warning(msg)
+                        continue
+                    raise OSError(err.errno, msg) from None
+            if _NEW_BIND_RULES and not sockets:
+                raise OSError('could not bind on any address out of %r'
+                              % ([info[4] for info in infos],))
             completed = True
         finally:
             if not completed:
@@ -183,10 +225,13 @@ class ServersMixin:
     def _start_serving(self, protocol_factory, sock,
                        sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+                       context=None):
+        # context (3.15): the server's, captured when it was created; each
+        # connection gets its own copy.
         self._add_reader(sock.fileno(), self._accept_connection,
                          protocol_factory, sock, sslcontext, server, backlog,
-                         ssl_handshake_timeout, ssl_shutdown_timeout)
+                         ssl_handshake_timeout, ssl_shutdown_timeout, context)
 
     def _resume_serving(self, protocol_factory, sock, *args):
         # After an out-of-resources back-off; the server may have been
@@ -202,19 +247,25 @@ class ServersMixin:
             self, protocol_factory, sock,
             sslcontext=None, server=None, backlog=100,
             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+            context=None):
         # Runs once per iteration in which the listening socket is readable;
         # several connections may be queued, so accept up to `backlog` of
-        # them (bpo-27906) without starving the rest of the loop.
-        for _ in range(backlog):
+        # them (bpo-27906; 3.13+: backlog + 1) without starving the rest of
+        # the loop.
+        for _ in range(backlog + _EXTRA_ACCEPT):
             try:
                 conn, addr = sock.accept()
                 if self._debug:
                     logger.debug("%r got a new connection from %r: %r",
                                  server, addr, conn)
                 conn.setblocking(False)
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return  # the queue is empty (or the client gave up)
+            except ConnectionAbortedError:
+                if _SKIP_ABORTED_ACCEPTS:
+                    continue  # that client gave up; others may be queued
+                return
+            except (BlockingIOError, InterruptedError):
+                return  # the queue is empty
             except OSError as exc:
                 if exc.errno not in _OUT_OF_RESOURCES:
                     raise  # the loop reports it to the exception handler
@@ -230,22 +281,34 @@ class ServersMixin:
                                 self._resume_serving,
                                 protocol_factory, sock, sslcontext, server,
                                 backlog, ssl_handshake_timeout,
-                                ssl_shutdown_timeout)
+                                ssl_shutdown_timeout, context)
                 # The stock loop goes on looping here, reporting the same
                 # error up to `backlog` times; once is enough.
                 return
             else:
+                if context is None:
+                    self.create_task(self._accept_connection2(
+                        protocol_factory, conn, {'peername': addr},
+                        sslcontext, server, ssl_handshake_timeout,
+                        ssl_shutdown_timeout))
+                    continue
+                # The protocol factory, the protocol and the transport all
+                # run in the connection's own copy.
+                conn_context = context.copy()
                 self.create_task(self._accept_connection2(
                     protocol_factory, conn, {'peername': addr}, sslcontext,
-                    server, ssl_handshake_timeout, ssl_shutdown_timeout))
+                    server, ssl_handshake_timeout, ssl_shutdown_timeout,
+                    context=conn_context), context=conn_context)
 
     async def _accept_connection2(
             self, protocol_factory, conn, extra,
             sslcontext=None, server=None,
             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+            context=None):
         protocol = None
         transport = None
+        kwargs = {} if context is None else {'context': context}
         try:
             protocol = protocol_factory()
             waiter = self.create_future()
@@ -254,11 +317,11 @@ class ServersMixin:
                     conn, protocol, sslcontext, waiter=waiter,
                     server_side=True, extra=extra, server=server,
                     ssl_handshake_timeout=ssl_handshake_timeout,
-                    ssl_shutdown_timeout=ssl_shutdown_timeout)
+                    ssl_shutdown_timeout=ssl_shutdown_timeout, **kwargs)
             else:
                 transport = self._make_socket_transport(
                     conn, protocol, waiter=waiter, extra=extra,
-                    server=server)
+                    server=server, **kwargs)
             try:
                 await waiter
             except BaseException:

@@ -62,6 +62,29 @@ SocketTransportView.__name__ = 'SocketTransport'
 SocketTransportView.__qualname__ = 'SocketTransport'
 
 
+_Native = getattr(_ferroloop, 'SocketTransport', None)
+
+if _Native is not None:
+    class NativeSocketTransport(_Native):
+        """The native transport, instantiable with a per-instance __dict__.
+
+        Tests and instrumentation patch methods on a transport instance
+        (``mock.patch.object(transport, "write")``), which the stock loop's
+        Python transports allow; a native class has no instance dict, this
+        subclass does.  Python-level calls see a patch; the native paths
+        call the Rust methods directly, so the data path is unchanged.
+        """
+
+        def __init__(self, loop, sock, protocol, waiter=None, extra=None,
+                     server=None, context=None):
+            # The native __new__ built the state; this schedules
+            # connection_made, the first read and the waiter.
+            self._connect(waiter)
+
+    NativeSocketTransport.__name__ = 'SocketTransport'
+    NativeSocketTransport.__qualname__ = 'SocketTransport'
+
+
 # The native transport wins as soon as the extension has it.
-SocketTransport = getattr(_ferroloop, 'SocketTransport',
-                          SelectorSocketTransport)
+SocketTransport = (NativeSocketTransport if _Native is not None
+                   else SelectorSocketTransport)

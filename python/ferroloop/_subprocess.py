@@ -41,6 +41,14 @@ from asyncio.log import logger
 from ._child_watcher import ChildExitWatcher
 
 
+# 3.14 dropped the policy-level child watchers (feature-detected here): its
+# loop reaps the child and publishes the exit (transport._process_exited) in
+# one step, and the transport's send_signal() trusts a None returncode to
+# mean the pid is still ours.  Before, the exit was published an iteration
+# after the reaping.
+_PUBLISH_EXIT_WHEN_REAPED = not hasattr(unix_events, 'AbstractChildWatcher')
+
+
 class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
     """asyncio's unix subprocess transport, given a child already started.
 
@@ -291,9 +299,17 @@ class SubprocessMixin:
             self._child_exit_watcher = ChildExitWatcher(self)
         return self._child_exit_watcher
 
+    @property
+    def _watcher(self):
+        # The stock 3.14 loop's name for its child watcher.
+        return self._child_exits()
+
     def _child_exited(self, pid, returncode, transport):
         if returncode is None:
             returncode = _returncode_read_elsewhere(pid, transport)
+        if _PUBLISH_EXIT_WHEN_REAPED:
+            transport._process_exited(returncode)
+            return
         # Skip one iteration, as the stock loop does: pipe data that is
         # already readable is delivered before process_exited.
         self.call_soon(self.call_soon, transport._process_exited, returncode)

@@ -7,14 +7,42 @@ the failures of all attempts together.  The connected socket is then handed
 to the loop's socket transport (see _transports).
 """
 
+import contextvars
 import functools
+import inspect
 import itertools
 import socket
+import sys
 
+from asyncio import base_events
 from asyncio import staggered
 from asyncio.log import logger
 
 from ._sock_ops import _check_not_ssl
+
+
+# 3.15: a connection's transport runs all its callbacks in one context, a
+# copy of the one current when the connection was made (an accepted one: a
+# copy of its server's, taken when the server was created), instead of a copy
+# per callback taken when it is scheduled (gh-140947).  Feature-detected.
+TRANSPORT_CONTEXT = 'context' in inspect.signature(
+    base_events.BaseEventLoop._create_connection_transport).parameters
+
+
+# 3.12: create_connection(all_errors=True) raises every attempt's error as
+# one ExceptionGroup.  Feature-detected.
+HAS_ALL_ERRORS = 'all_errors' in inspect.signature(
+    base_events.BaseEventLoop.create_connection).parameters
+
+# 3.13: bind errors quote str(exc) (errno included), and a connection
+# attempt that ends with no error at all (every attempt cancelled) is a
+# TimeoutError rather than an IndexError from an empty error list.
+_NEW_CONNECT_ERRORS = sys.version_info >= (3, 13)
+
+# 3.14 (gh-153133): a socket handed over for a transport is closed when no
+# transport gets made (protocol_factory() failed, say); before, it was left
+# open to the caller.
+_CLOSE_SOCK_WITHOUT_TRANSPORT = sys.version_info >= (3, 14)
 
 
 def interleave_by_family(infos, first_family_count=1):
@@ -63,12 +91,17 @@ class TcpMixin:
             local_addr=None, server_hostname=None,
             ssl_handshake_timeout=None,
             ssl_shutdown_timeout=None,
-            happy_eyeballs_delay=None, interleave=None):
+            happy_eyeballs_delay=None, interleave=None,
+            all_errors=False):
         """Open a TCP connection to host:port, or wrap the socket sock.
 
         Return (transport, protocol) once the protocol's connection_made
-        has run.
+        has run.  all_errors (3.12+): when every address fails, raise an
+        ExceptionGroup of all the errors instead of one OSError.
         """
+        if all_errors and not HAS_ALL_ERRORS:
+            raise TypeError("create_connection() got an unexpected keyword "
+                            "argument 'all_errors'")
         # The argument checks, in the stock loop's order and words.
         if server_hostname is not None and not ssl:
             raise ValueError('server_hostname is only meaningful with ssl')
@@ -106,7 +139,7 @@ class TcpMixin:
                 interleave = 1
             sock = await self._connect_to_address(
                 host, port, family, proto, flags, local_addr,
-                happy_eyeballs_delay, interleave)
+                happy_eyeballs_delay, interleave, all_errors)
 
         transport, protocol = await self._create_connection_transport(
             sock, protocol_factory, ssl, server_hostname,
@@ -120,7 +153,7 @@ class TcpMixin:
 
     async def _connect_to_address(self, host, port, family, proto, flags,
                                   local_addr, happy_eyeballs_delay,
-                                  interleave):
+                                  interleave, all_errors=False):
         """Return a socket connected to one of host:port's addresses."""
         infos = await self._ensure_resolved(
             (host, port), family=family, type=socket.SOCK_STREAM,
@@ -162,6 +195,10 @@ class TcpMixin:
         if sock is None:
             flat = [exc for attempt in errors for exc in attempt]
             try:
+                if all_errors:
+                    raise ExceptionGroup("create_connection failed", flat)
+                if not flat and _NEW_CONNECT_ERRORS:
+                    raise TimeoutError('create_connection failed')
                 raise _combined_connect_error(flat)
             finally:
                 # The tracebacks reference this frame.
@@ -211,10 +248,11 @@ class TcpMixin:
                 sock.bind(local_address)
                 return
             except OSError as exc:
+                reason = str(exc) if _NEW_CONNECT_ERRORS else exc.strerror
                 errors.append(OSError(
                     exc.errno,
                     f'error while attempting to bind on address '
-                    f'{local_address!r}: {exc.strerror.lower()}'))
+                    f'{local_address!r}: {reason.lower()}'))
         if tried:
             raise errors.pop()
         raise OSError(f"no matching local address with {family=} found")
@@ -223,10 +261,34 @@ class TcpMixin:
             self, sock, protocol_factory, ssl,
             server_hostname, server_side=False,
             ssl_handshake_timeout=None,
-            ssl_shutdown_timeout=None):
-        sock.setblocking(False)
-        protocol = protocol_factory()
-        waiter = self.create_future()
+            ssl_shutdown_timeout=None, context=None):
+        try:
+            sock.setblocking(False)
+            if TRANSPORT_CONTEXT and context is None:
+                context = contextvars.copy_context()
+            protocol = protocol_factory()
+            waiter = self.create_future()
+            transport = self._make_connection_transport(
+                sock, protocol, waiter, ssl, server_hostname, server_side,
+                ssl_handshake_timeout, ssl_shutdown_timeout, context)
+        except:
+            if _CLOSE_SOCK_WITHOUT_TRANSPORT:
+                sock.close()
+            raise
+        try:
+            # Resolved once connection_made has run.
+            await waiter
+        except:
+            transport.close()
+            # Its error's traceback references this frame (gh-109534).
+            waiter = None
+            raise
+        return transport, protocol
+
+    def _make_connection_transport(self, sock, protocol, waiter, ssl,
+                                   server_hostname, server_side,
+                                   ssl_handshake_timeout,
+                                   ssl_shutdown_timeout, context):
         if ssl:
             # ssl=True: SSLProtocol makes a default client context.
             sslcontext = None if isinstance(ssl, bool) else ssl
@@ -234,16 +296,11 @@ class TcpMixin:
                 sock, protocol, sslcontext, waiter,
                 server_side=server_side, server_hostname=server_hostname,
                 ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
+                ssl_shutdown_timeout=ssl_shutdown_timeout, context=context)
         else:
-            transport = self._make_socket_transport(sock, protocol, waiter)
-        try:
-            # Resolved once connection_made has run.
-            await waiter
-        except:
-            transport.close()
-            raise
-        return transport, protocol
+            transport = self._make_socket_transport(sock, protocol, waiter,
+                                                    context=context)
+        return transport
 
     async def connect_accepted_socket(
             self, protocol_factory, sock,

@@ -20,6 +20,7 @@ start_tls.
 """
 
 from asyncio import constants
+from asyncio import streams
 
 from ._tls_protocol import SSLProtocol
 
@@ -29,6 +30,26 @@ except ImportError:  # pragma: no cover - Python built without ssl
     ssl = None  # type: ignore[assignment]
 
 
+# Since 3.13 start_tls(server_side=True) hands data a StreamReaderProtocol
+# already buffered (typically the ClientHello, read before the server called
+# start_tls) to the TLS layer (gh-142352).  Feature-detected through the
+# streams change that came with it (StreamReaderProtocol._replace_transport).
+_MOVE_BUFFERED_STREAM_DATA = hasattr(streams.StreamReaderProtocol,
+                                     '_replace_transport')
+
+
+def _move_buffered_stream_data(protocol, ssl_protocol):
+    """Give ssl_protocol the ciphertext protocol's StreamReader buffered."""
+    if not isinstance(protocol, streams.StreamReaderProtocol):
+        return
+    reader = getattr(protocol, '_stream_reader', None)
+    if reader is None:
+        return
+    if reader._buffer:
+        ssl_protocol._incoming.write(reader._buffer)
+        reader._buffer.clear()
+
+
 class TlsMixin:
 
     def _make_ssl_transport(
@@ -36,7 +57,8 @@ class TlsMixin:
             *, server_side=False, server_hostname=None,
             extra=None, server=None,
             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+            context=None):
         """Wrap the connected socket rawsock in TLS; return the app transport.
 
         waiter (if given) is resolved once the handshake has completed and
@@ -51,7 +73,8 @@ class TlsMixin:
         # The socket transport carries ciphertext; it schedules
         # ssl_protocol.connection_made, which starts the handshake.
         self._make_socket_transport(rawsock, ssl_protocol,
-                                    extra=extra, server=server)
+                                    extra=extra, server=server,
+                                    context=context)
         return ssl_protocol._app_transport
 
     async def start_tls(self, transport, protocol, sslcontext, *,
@@ -88,6 +111,9 @@ class TlsMixin:
         # connection_made has run.
         transport.pause_reading()
 
+        if server_side and _MOVE_BUFFERED_STREAM_DATA:
+            _move_buffered_stream_data(protocol, ssl_protocol)
+
         transport.set_protocol(ssl_protocol)
         conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
         resume_cb = self.call_soon(transport.resume_reading)
@@ -98,6 +124,10 @@ class TlsMixin:
             transport.close()
             conmade_cb.cancel()
             resume_cb.cancel()
+            # The handshake error on the waiter references this frame
+            # through its traceback: drop it, or the error, the transports
+            # and the protocols stay alive in a cycle (gh-109534/gh-159049).
+            waiter = None
             raise
 
         return ssl_protocol._app_transport

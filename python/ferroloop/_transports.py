@@ -8,9 +8,15 @@ transports themselves use the private ``_add_reader``/``_remove_reader``
 spellings, which do not check.
 """
 
+import sys
 import weakref
 
 from . import _socket_transport
+
+
+# 3.13: making a transport for an fd that an open transport still uses is
+# a RuntimeError, as adding a reader for it is.
+CHECK_FD_FREE = sys.version_info >= (3, 13)
 
 
 def _fd_number(fd):
@@ -61,19 +67,23 @@ class TransportsMixin:
         return super().remove_writer(fd)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
-                               extra=None, server=None):
+                               extra=None, server=None, context=None):
         """Wrap the connected, non-blocking stream socket sock.
 
         The transport schedules protocol.connection_made, then starts
         reading, then resolves waiter (if given): the waiter's owner finds
-        the protocol connected.
+        the protocol connected.  context (3.15): the contextvars.Context all
+        its callbacks run in.
         """
+        kwargs = {} if context is None else {'context': context}
         # Read before the transport takes the socket over.
         fd = sock.fileno()
+        if CHECK_FD_FREE:
+            self._ensure_fd_no_transport(fd)
         # Looked up on the module, not imported by name: the class is chosen
         # there (and tests swap it there).
         transport = _socket_transport.SocketTransport(
-            self, sock, protocol, waiter, extra, server)
+            self, sock, protocol, waiter, extra, server, **kwargs)
         # selector_events' transport registers itself too; doing it here
         # keeps the registry right for any transport class.
         self._transports[fd] = transport

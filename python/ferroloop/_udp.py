@@ -15,18 +15,29 @@ steal the datagrams), so passing it is a TypeError, as on the stock loop.
 """
 
 import socket
+import sys
 
 from asyncio.log import logger
 
 from . import _datagram_transport
+from . import _transports
 from ._servers import _set_reuse_port
 from ._unix import _is_abstract, _remove_stale_socket_file
+
+
+# 3.13 takes any socket but a stream one (SOCK_RAW, SOCK_SEQPACKET, ...),
+# and says "datagram", not "UDP".
+_ANY_NON_STREAM_SOCKET = sys.version_info >= (3, 13)
 
 
 def _check_given_socket(sock, modifiers):
     # modifiers: the keyword arguments that configure a socket the loop
     # creates; with sock= the truthy ones are refused, by name and value.
-    if sock.type != socket.SOCK_DGRAM:
+    if _ANY_NON_STREAM_SOCKET:
+        if sock.type == socket.SOCK_STREAM:
+            raise ValueError(
+                f'A datagram socket was expected, got {sock!r}')
+    elif sock.type != socket.SOCK_DGRAM:
         raise ValueError(f'A UDP Socket was expected, got {sock!r}')
     problems = ', '.join(f'{name}={value}'
                          for name, value in modifiers.items() if value)
@@ -196,6 +207,8 @@ class UdpMixin:
         then starts reading, then resolves waiter (if given).
         """
         fd = sock.fileno()
+        if _transports.CHECK_FD_FREE:
+            self._ensure_fd_no_transport(fd)
         # Looked up on the module, not imported by name: the class is chosen
         # there (and tests swap it there).
         transport = _datagram_transport.DatagramTransport(
