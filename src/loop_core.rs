@@ -180,7 +180,8 @@ impl LoopCore {
         // names no fd, which an int registered here always does).
         let keep =
             (!fileobj.is_instance_of::<pyo3::types::PyInt>()).then(|| fileobj.clone().unbind());
-        self.add_watcher(py, fd, side, callback, args, keep, context)
+        let handle = self.make_handle(py, callback, args, context, None, false)?;
+        self.add_watcher(py, fd, side, handle, keep)
     }
 
     /// Registers `callback(*args)` to run while `fd`'s side is ready,
@@ -195,7 +196,9 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        self.add_watcher(py, fd, side, callback, args, None, context)
+        self.ensure_open()?;
+        let handle = self.make_handle(py, callback, args, context, None, false)?;
+        self.add_watcher(py, fd, side, handle, None)
     }
 
     fn add_watcher(
@@ -203,13 +206,10 @@ impl LoopCore {
         py: Python<'_>,
         fd: RawFd,
         side: Side,
-        callback: &Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        handle: Handle,
         fileobj: Option<Py<PyAny>>,
-        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        self.ensure_open()?;
-        let handle = Py::new(py, self.make_handle(py, callback, args, context, None, false)?)?;
+        let handle = Py::new(py, handle)?;
         let (replaced, orphans) = {
             let mut st = self.state(py);
             let replaced = fd_watchers::add(
