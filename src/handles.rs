@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use ferroloop_engine::CancelCounter;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
@@ -17,6 +16,7 @@ use pyo3::types::PyTuple;
 
 use crate::context::{expose_context, release_context, run_in_context};
 use crate::gil_cell::GilCell;
+use crate::handle_lock::HandleLock;
 use crate::pyhelpers::{format_callback_source, lock};
 
 /// The callable and its positional arguments. Dropped on `cancel()` so a
@@ -59,12 +59,8 @@ pub struct Handle {
     /// cycles end there and handles need no garbage-collector support.
     one_shot: bool,
     /// `call_soon_threadsafe` handles on Pythons with
-    /// `asyncio.events._ThreadSafeHandle` (3.13+): a `threading.RLock` held
-    /// while the callback runs and while another thread cancels or asks
-    /// `cancelled()`, so a cancel from another thread either wins before the
-    /// run or waits for the callback to finish. Reentrant: the callback may
-    /// cancel its own handle.
-    pub(crate) thread_lock: Option<Py<PyAny>>,
+    /// `asyncio.events._ThreadSafeHandle` (3.13+): see `handle_lock`.
+    pub(crate) thread_lock: Option<Box<HandleLock>>,
 }
 
 impl Drop for Handle {
@@ -108,15 +104,10 @@ impl Handle {
 
     /// Runs `f` holding the thread lock, if this handle has one.
     fn locked<R>(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
-        let Some(lock) = &self.thread_lock else {
-            return f();
-        };
-        let lock = lock.bind(py);
-        // RLock.acquire() lets go of the GIL while it waits.
-        lock.call_method0(intern!(py, "acquire"))?;
-        let result = f();
-        lock.call_method0(intern!(py, "release"))?;
-        result
+        match &self.thread_lock {
+            Some(lock) => lock.with(py, f),
+            None => f(),
+        }
     }
 
     #[inline]
@@ -383,14 +374,4 @@ pub(crate) fn thread_safe_view(py: Python<'_>) -> PyResult<Option<&'static Py<Py
         Ok((!view.is_none()).then(|| view.unbind()))
     })?;
     Ok(view.as_ref())
-}
-
-/// `threading.RLock`, for thread-safe handles.
-static RLOCK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-pub(crate) fn new_thread_lock(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let rlock = RLOCK.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py.import("threading")?.getattr("RLock")?.unbind())
-    })?;
-    Ok(rlock.bind(py).call0()?.unbind())
 }

@@ -7,6 +7,7 @@ mod datagram_transport;
 mod debug;
 mod fd_watchers;
 mod gil_cell;
+mod handle_lock;
 mod handles;
 mod loop_core;
 mod pyhelpers;

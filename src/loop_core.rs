@@ -344,7 +344,7 @@ impl LoopCore {
         }
         let mut handle = self.make_handle(py, callback, args, context, None, true)?;
         if crate::handles::thread_safe_view(py)?.is_some() {
-            handle.thread_lock = Some(crate::handles::new_thread_lock(py)?);
+            handle.thread_lock = Some(Box::default());
         }
         let handle = self.push_ready(py, handle)?;
         self.wake(py);
