@@ -30,6 +30,7 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import cpu_split  # noqa: E402
 import loops  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402  (probe_loops, _child_env, _names)
@@ -37,6 +38,11 @@ import run  # noqa: E402  (probe_loops, _child_env, _names)
 SERVER = HERE / "net_server.py"
 LOADGEN_DIR = HERE / "loadgen"
 LOADGEN = LOADGEN_DIR / "target" / "release" / "loadgen"
+# The minimal Rust echo server (loadgen/src/ceiling.rs): an extra column in
+# every echo cell, showing what the kernel allows with no interpreter on top.
+CEILING = LOADGEN_DIR / "target" / "release" / "ceiling"
+CEILING_NAME = "ceiling"
+CEILING_NA = "the ceiling server only echoes (no HTTP)"
 SKIP_EXIT = 3
 PREWARM_SECONDS = 0.2
 
@@ -88,6 +94,8 @@ def parse_args(argv):
     parser.add_argument("--loadgen", default=str(LOADGEN),
                         help="load generator binary (default: benchmarks/loadgen, "
                              "built with cargo if missing or stale)")
+    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                        help="do not run the Rust ceiling echo server as an extra column")
     parser.add_argument("--json", metavar="PATH", help="also write all samples as JSON")
     args = parser.parse_args(argv)
     args.cells = run._names(args.only, list(CELLS), "cell(s)")
@@ -120,6 +128,15 @@ def ensure_loadgen(path):
         sys.exit(f"load generator not found at {path}; build it with\n"
                  f"  cargo build --release --manifest-path {LOADGEN_DIR / 'Cargo.toml'}")
     return path
+
+
+def ensure_ceiling():
+    """The ceiling server is built with the load generator (same crate)."""
+    if not CEILING.is_file():
+        sys.exit(f"ceiling server not found at {CEILING}; build it with\n"
+                 f"  cargo build --release --manifest-path {LOADGEN_DIR / 'Cargo.toml'}\n"
+                 "or pass --no-ceiling")
+    return CEILING
 
 
 def cpu_plan(pin):
@@ -170,12 +187,15 @@ def run_cell(args, loop_name, cell_name, loadgen, cpus):
     cell = CELLS[cell_name]
     server_cpus, loadgen_cpus = cpus
     env = run._child_env()
+    lifetime = str(args.warmup + args.duration + 120)
+    if loop_name == CEILING_NAME:
+        cmd = [str(CEILING), "--lifetime", lifetime]
+    else:
+        cmd = [sys.executable, str(SERVER), loop_name, cell["style"], "--lifetime", lifetime]
     # stderr goes to a file: a server that logs many errors must not block on a pipe.
     err_file = tempfile.TemporaryFile(mode="w+")
     server = subprocess.Popen(
-        [sys.executable, str(SERVER), loop_name, cell["style"], "--lifetime",
-         str(args.warmup + args.duration + 120)],
-        stdout=subprocess.PIPE, stderr=err_file, text=True, env=env,
+        cmd, stdout=subprocess.PIPE, stderr=err_file, text=True, env=env,
         preexec_fn=_pinned(server_cpus))
     server.err_file = err_file
     try:
@@ -248,14 +268,46 @@ def run_cell(args, loop_name, cell_name, loadgen, cpus):
 SIDE_KEYS = ("p50_us", "p99_us", "server_cpu", "loadgen_cpu", "server_us_per_req")
 
 
+def columns_for(cell_name, available, with_ceiling):
+    """The servers measured in a cell: the loops, plus the ceiling for echo cells."""
+    if with_ceiling and CELLS[cell_name]["mode"] == "echo":
+        return list(available) + [CEILING_NAME]
+    return list(available)
+
+
+def record_sample(entry, sample):
+    """Add one load generator result to a results entry (per-request CPU derived)."""
+    entry["samples"].append(sample["rps"])
+    if "server_cpu" in sample:
+        per_req = sample["duration_s"] / sample["requests"] * 1e6
+        sample["server_us_per_req"] = sample["server_cpu"] * per_req
+        if "server_user_cpu" in sample:
+            sample["cpu_user_us"] = sample["server_user_cpu"] * per_req
+            sample["cpu_sys_us"] = sample["server_sys_cpu"] * per_req
+    for key in SIDE_KEYS:
+        if key in sample:
+            entry[key].append(sample[key])
+    cpu_split.add_sample(entry, sample.get("cpu_user_us"), sample.get("cpu_sys_us"))
+    entry["last"] = sample
+
+
+def summarize(entry):
+    ok = not entry["error"] and not entry["skip"]
+    entry["median"] = report.median(entry["samples"]) if ok else None
+    entry["spread"] = report.spread(entry["samples"]) if ok else None
+    for key in SIDE_KEYS:
+        entry[f"median_{key}"] = report.median(entry[key]) if ok else None
+    cpu_split.summarize(entry)
+
+
 def run_all(args, available, loadgen, cpus):
     results = {c: {l: {"samples": [], **{key: [] for key in SIDE_KEYS},
-                       "error": None, "skip": None}
-                   for l in available} for c in args.cells}
+                       "cpu_user_us": [], "cpu_sys_us": [], "error": None, "skip": None}
+                   for l in columns_for(c, available, args.ceiling)} for c in args.cells}
     for rnd in range(1, args.rounds + 1):
         for c in args.cells:
             progress = []
-            for l in available:
+            for l in columns_for(c, available, args.ceiling):
                 entry = results[c][l]
                 if entry["error"] or entry["skip"]:
                     progress.append(f"{l} {'FAIL' if entry['error'] else 'skip'}")
@@ -271,26 +323,25 @@ def run_all(args, available, loadgen, cpus):
                     progress.append(f"{l} FAIL")
                     print(f"\nFAIL {c} on {l}, round {rnd}: {error}\n", file=sys.stderr)
                     continue
-                entry["samples"].append(sample["rps"])
-                if "server_cpu" in sample:
-                    sample["server_us_per_req"] = (sample["server_cpu"] * sample["duration_s"]
-                                                   / sample["requests"] * 1e6)
-                for key in SIDE_KEYS:
-                    if key in sample:
-                        entry[key].append(sample[key])
-                entry["last"] = sample
+                record_sample(entry, sample)
                 progress.append(f"{l} {report.fmt_rate(sample['rps'])}/s "
                                 f"p99 {sample['p99_us'] / 1000:.2f}ms")
             print(f"[round {rnd}/{args.rounds}] {c:18} " + "  ".join(progress),
                   file=sys.stderr, flush=True)
     for per_loop in results.values():
         for entry in per_loop.values():
-            ok = not entry["error"] and not entry["skip"]
-            entry["median"] = report.median(entry["samples"]) if ok else None
-            entry["spread"] = report.spread(entry["samples"]) if ok else None
-            for key in SIDE_KEYS:
-                entry[f"median_{key}"] = report.median(entry[key]) if ok else None
+            summarize(entry)
+    if args.ceiling:
+        for c in args.cells:
+            results[c].setdefault(CEILING_NAME, {"na": CEILING_NA})
     return results
+
+
+def fraction_of_ceiling(results, cell, loop):
+    """A loop's median requests/s over the ceiling server's, or None."""
+    mine = (results[cell].get(loop) or {}).get("median")
+    ceiling = (results[cell].get(CEILING_NAME) or {}).get("median")
+    return mine / ceiling if mine and ceiling else None
 
 
 def _fmt_us(value):
@@ -307,20 +358,21 @@ def _fmt_cpu(entry):
 
 
 def render(results, args):
-    out = [report.render(results, args.cells, args.loops, args.rounds,
+    columns = list(args.loops) + ([CEILING_NAME] if args.ceiling else [])
+    out = [report.render(results, args.cells, columns, args.rounds,
                          unit="requests (echo: messages) per second", label="cell")]
     baselines = [b for b in report.BASELINES if b in args.loops]
     with_ratios = report.SUBJECT in args.loops and bool(baselines)
 
     def side_table(title, fmt, ratio_key=None):
-        header, rows = ["cell"] + list(args.loops), []
+        header, rows = ["cell"] + columns, []
         if ratio_key and with_ratios:
             header += [f"vs {b}" for b in baselines]
         for c in args.cells:
             row = [c]
-            for l in args.loops:
+            for l in columns:
                 entry = results[c].get(l)
-                if entry is None or entry.get("error") or entry.get("skip"):
+                if entry is None or entry.get("error") or entry.get("skip") or entry.get("na"):
                     row.append(report._cell(entry, str, "median"))
                 else:
                     row.append(fmt(entry))
@@ -341,10 +393,34 @@ def render(results, args):
     out += side_table(cost_title + ":" if not with_ratios else cost_title,
                       lambda e: _fmt_cost(e.get("median_server_us_per_req")),
                       ratio_key="median_server_us_per_req")
+    out.append(cpu_split.render(results, args.cells, columns))
     out += side_table("Median CPU use in the measured window, server% / loadgen%. The server "
                       "should be near 100%;\nlower means it was starved by other processes "
                       "or waited on the load generator:", _fmt_cpu)
+    if args.ceiling:
+        out += ceiling_table(results, args)
     return "\n".join(out)
+
+
+def ceiling_table(results, args):
+    """Every loop's requests/s in the echo cells as a fraction of the ceiling's."""
+    cells = [c for c in args.cells if CELLS[c]["mode"] == "echo"]
+    if not cells:
+        return []
+    rows = []
+    for c in cells:
+        row = [c]
+        for l in args.loops:
+            entry = results[c].get(l)
+            if entry is None or entry.get("error") or entry.get("skip"):
+                row.append(report._cell(entry, str, "median"))
+            else:
+                row.append(report.fmt_pct(fraction_of_ceiling(results, c, l)))
+        rows.append(row)
+    return ["", f"Requests/s as a fraction of the {CEILING_NAME} server's (a minimal Rust "
+                "level-triggered epoll echo\nserver, loadgen/src/ceiling.rs: what the kernel "
+                "allows on this machine; higher is better):", "",
+            report.table(["cell"] + list(args.loops), rows)]
 
 
 def _fmt_cost(value):
@@ -371,10 +447,16 @@ def write_json(path, args, loop_info, results, cpus):
             "server_cpus": sorted(cpus[0]) if cpus[0] else None,
             "loadgen_cpus": sorted(cpus[1]) if cpus[1] else None,
             "statistic": "median over interleaved fresh-process rounds of requests/s",
+            "ceiling": args.ceiling,
+            "load": os.getloadavg(),
         },
         "loops": loop_info,
         "cells": {c: {**CELLS[c], "description": DESCRIPTIONS[CELLS[c]["style"]],
-                      "results": results[c], "ratios": ratios.get(c, {})}
+                      "results": results[c], "ratios": ratios.get(c, {}),
+                      "cpu_targets": cpu_split.ratios(results, c),
+                      "fraction_of_ceiling": {
+                          l: fraction_of_ceiling(results, c, l) for l in args.loops}
+                      if args.ceiling else {}}
                   for c in args.cells},
     }
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
@@ -383,6 +465,8 @@ def write_json(path, args, loop_info, results, cpus):
 def main(argv=None):
     args = parse_args(argv)
     loadgen = ensure_loadgen(args.loadgen)
+    if args.ceiling:
+        ensure_ceiling()
     loop_info = run.probe_loops(SimpleNamespace(loops=args.loops))
     available = [l for l in args.loops if loop_info[l]["available"]]
     if not available:
@@ -411,10 +495,10 @@ def main(argv=None):
             print(f"note: {l} skipped: {loop_info[l]['note']}")
     for c in args.cells:
         for l, e in results[c].items():
-            if e and e["skip"]:
+            if e and e.get("skip"):
                 print(f"note: {c} skipped on {l}: {e['skip']}")
     failures = [(c, l, e["error"]) for c in args.cells for l, e in results[c].items()
-                if e and e["error"]]
+                if e and e.get("error")]
     for c, l, err in failures:
         print(f"FAIL {c} on {l}: {err.splitlines()[0]}")
     if args.json:

@@ -2,12 +2,15 @@
 
 Runs the load generator against deliberately broken servers (plain asyncio, in
 a thread of this process) and requires each run to fail with the expected
-reason -- and against two correct servers, which must pass.
+reason -- and against three correct servers, which must pass: a correct
+asyncio echo server, a correct HTTP server and the Rust ceiling echo server
+that net.py runs as its "ceiling" column (loadgen/src/ceiling.rs).
 
     .venv/bin/python benchmarks/net_selftest.py
 """
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -109,6 +112,7 @@ def after(bad):
 # (name, mode, protocol factory, expected substring of the failure; None = must pass)
 CASES = [
     ("echo: correct server passes", "echo", Echo, None),
+    ("echo: ceiling server passes", "echo", "ceiling", None),
     ("echo: one flipped byte", "echo", EchoFlipByte, "differs at byte"),
     ("echo: stale chunk echoed", "echo", EchoSwap, "differs at byte"),
     ("echo: one byte lost", "echo", EchoDropByte, "unanswered"),
@@ -156,11 +160,24 @@ def serve_in_thread(factory):
     return holder["port"], stop
 
 
+def serve_ceiling():
+    """Start the ceiling server binary; (port, stop)."""
+    proc = subprocess.Popen([str(net.ensure_ceiling()), "--lifetime", "60"],
+                            stdout=subprocess.PIPE, text=True)
+    hello = json.loads(proc.stdout.readline())
+
+    def stop():
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+    return hello["port"], stop
+
+
 def main():
     loadgen = net.ensure_loadgen(net.LOADGEN)
     failures = 0
     for name, mode, factory, expected in CASES:
-        port, stop = serve_in_thread(factory)
+        port, stop = serve_ceiling() if factory == "ceiling" else serve_in_thread(factory)
         cmd = [str(loadgen), mode, "--port", str(port), "--connections", "4",
                "--warmup", "0", "--duration", "0.7", "--drain-timeout", "1"]
         cmd += ["--size", "10k"] if mode == "echo" else ["--expect-body", BODY]

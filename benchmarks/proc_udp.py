@@ -39,6 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import cpu_split  # noqa: E402
 import loops  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402  (probe_loops, _child_env, _names)
@@ -200,9 +201,9 @@ async def udp_echo(loop, size, duration, warmup):
     try:
         client.start()
         await asyncio.sleep(warmup)
-        r0, t0 = client.received, time.perf_counter()
+        r0, t0, cpu0 = client.received, time.perf_counter(), cpu_split.cpu_times()
         await asyncio.sleep(duration)
-        r1, t1 = client.received, time.perf_counter()
+        r1, t1, cpu1 = client.received, time.perf_counter(), cpu_split.cpu_times()
         client.sending = False
         client.drained = loop.create_future()
         if client.outstanding:
@@ -227,8 +228,9 @@ async def udp_echo(loop, size, duration, warmup):
     ops = r1 - r0
     if ops <= 0:
         raise BenchmarkError("no datagram echoed during the measured window")
+    user, sys_ = cpu_split.per_op_us(cpu0, cpu1, ops)
     return {"ops": ops, "seconds": t1 - t0, "sent": sent, "lost": lost,
-            "late": client.late}
+            "late": client.late, "cpu_user_us": user, "cpu_sys_us": sys_}
 
 
 # ------------------------------------------------------------------ subprocess
@@ -248,16 +250,17 @@ async def spawn_wait(n, limit, true_path):
             proc = await asyncio.create_subprocess_exec(path)
             returncodes.append(await proc.wait())
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_split.cpu_times()
     await asyncio.gather(*(worker() for _ in range(min(limit, n))))
-    seconds = time.perf_counter() - t0
+    seconds, cpu1 = time.perf_counter() - t0, cpu_split.cpu_times()
     if len(returncodes) != n:
         raise BenchmarkError(f"{len(returncodes)} children waited for, expected {n}")
     bad = [rc for rc in returncodes if rc != 0]
     if bad:
         raise BenchmarkError(f"{len(bad)} of {n} children returned non-zero "
                              f"(first: {bad[0]!r})")
-    return {"ops": n, "seconds": seconds}
+    user, sys_ = cpu_split.per_op_us(cpu0, cpu1, n)
+    return {"ops": n, "seconds": seconds, "cpu_user_us": user, "cpu_sys_us": sys_}
 
 
 def assert_no_children():
@@ -394,7 +397,8 @@ def run_one(args, loop_name, cell_name, sabotage=None):
 
 
 def run_all(args, available):
-    results = {c: {l: {"samples": [], "error": None, "skip": None, "lost": [], "sent": []}
+    results = {c: {l: {"samples": [], "error": None, "skip": None, "lost": [], "sent": [],
+                       "cpu_user_us": [], "cpu_sys_us": []}
                    for l in available} for c in args.cells}
     for rnd in range(1, args.rounds + 1):
         for c in args.cells:
@@ -416,6 +420,7 @@ def run_all(args, available):
                     print(f"\nFAIL {c} on {l}, round {rnd}: {error}\n", file=sys.stderr)
                     continue
                 entry["samples"].append(sample["ops_per_sec"])
+                cpu_split.add_sample(entry, sample.get("cpu_user_us"), sample.get("cpu_sys_us"))
                 if "sent" in sample:
                     entry["sent"].append(sample["sent"])
                     entry["lost"].append(sample["lost"])
@@ -427,6 +432,7 @@ def run_all(args, available):
             ok = not entry["error"] and not entry["skip"]
             entry["median"] = report.median(entry["samples"]) if ok else None
             entry["spread"] = report.spread(entry["samples"]) if ok else None
+            cpu_split.summarize(entry)
     return results
 
 
@@ -442,10 +448,14 @@ def write_json(path, args, loop_info, results):
             "duration": args.duration, "warmup": args.warmup,
             "spawn_scale": args.spawn_scale, "window": WINDOW,
             "statistic": "median over interleaved fresh-process rounds",
+            "cpu": "process CPU (server and client, or the parent of the children) per op "
+                   "in the measured window, getrusage(RUSAGE_SELF) deltas",
+            "load": os.getloadavg(),
         },
         "loops": loop_info,
         "cells": {c: {"description": DESCRIPTIONS[c], "results": results[c],
-                      "ratios": ratios.get(c, {})} for c in args.cells},
+                      "ratios": ratios.get(c, {}),
+                      "cpu_targets": cpu_split.ratios(results, c)} for c in args.cells},
     }
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -501,6 +511,9 @@ def main(argv=None):
     print()
     print(report.render(results, args.cells, args.loops, args.rounds,
                         unit="round trips/s (udp-*) or children/s (spawn-*)", label="cell"))
+    print(cpu_split.render(results, args.cells, args.loops, per="op (round trip or child)",
+                           what="process (udp: server + client on the same loop; "
+                                "spawn: the parent, not the children)"))
     udp_cells = [c for c in args.cells if CELLS[c]["kind"] == "udp"]
     loss_lines = []
     for c in udp_cells:

@@ -46,6 +46,8 @@ def fmt_pct(value):
 def _cell(entry, formatter, key):
     if entry is None:
         return "-"
+    if entry.get("na"):
+        return "n/a"
     if entry.get("error"):
         return "FAIL"
     if entry.get("skip"):
@@ -104,6 +106,8 @@ def render(results, workloads, loop_names, rounds, repeat=1, unit="ops/s",
     failed = any((e or {}).get("error") for w in workloads for e in results[w].values())
     skipped = any((e or {}).get("skip") for w in workloads for e in results[w].values())
     missing = any(results[w].get(l) is None for w in workloads for l in loop_names)
+    not_applicable = [e["na"] for w in workloads for e in results[w].values()
+                      if e and e.get("na")]
     if failed:
         out += ["", "FAIL = failed its own result check, crashed or timed out "
                     "(details in the log above)."]
@@ -112,4 +116,6 @@ def render(results, workloads, loop_names, rounds, repeat=1, unit="ops/s",
                     "(see the notes below)."]
     if missing:
         out += ["", "'-' = loop not available (see the note below)."]
+    if not_applicable:
+        out += ["", f"n/a = {not_applicable[0]}."]
     return "\n".join(out)

@@ -47,6 +47,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import cpu_split  # noqa: E402
 import loops  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402  (probe_loops, _child_env, _names)
@@ -196,9 +197,9 @@ async def tls_echo(loop, size, duration, warmup, server_ctx, client_ctx):
 
         async def window():
             await asyncio.sleep(warmup)
-            c0, t0 = sum(counts), time.perf_counter()
+            c0, t0, cpu0 = sum(counts), time.perf_counter(), cpu_split.cpu_times()
             await asyncio.sleep(duration)
-            return sum(counts) - c0, time.perf_counter() - t0
+            return sum(counts) - c0, time.perf_counter() - t0, cpu0, cpu_split.cpu_times()
 
         timer = loop.create_task(window())
         await asyncio.wait([timer, waiter], return_when=asyncio.FIRST_COMPLETED)
@@ -208,7 +209,7 @@ async def tls_echo(loop, size, duration, warmup, server_ctx, client_ctx):
             if t.exception() is not None:
                 timer.cancel()
                 raise t.exception()
-        ops, seconds = await timer
+        ops, seconds, cpu0, cpu1 = await timer
     finally:
         server.close()
         await server.wait_closed()
@@ -216,7 +217,9 @@ async def tls_echo(loop, size, duration, warmup, server_ctx, client_ctx):
         raise BenchmarkError(f"{len(errors)} error(s); first: {errors[0]}")
     if ops <= 0:
         raise BenchmarkError("no message echoed during the measured window")
-    return {"ops": ops, "seconds": seconds, "total": sum(counts)}
+    user, sys_ = cpu_split.per_op_us(cpu0, cpu1, ops)
+    return {"ops": ops, "seconds": seconds, "total": sum(counts),
+            "cpu_user_us": user, "cpu_sys_us": sys_}
 
 
 async def tls_handshakes(loop, duration, server_ctx, client_ctx):
@@ -261,10 +264,10 @@ async def tls_handshakes(loop, duration, server_ctx, client_ctx):
             done[0] += 1
 
     try:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_split.cpu_times()
         deadline[0] = t0 + duration
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        seconds = time.perf_counter() - t0
+        seconds, cpu1 = time.perf_counter() - t0, cpu_split.cpu_times()
         # let the server handlers see the last EOFs
         for _ in range(100):
             if served[0] >= done[0]:
@@ -279,7 +282,8 @@ async def tls_handshakes(loop, duration, server_ctx, client_ctx):
         raise BenchmarkError(f"server finished {served[0]} handshakes, clients {done[0]}")
     if done[0] <= 0:
         raise BenchmarkError("no handshake completed")
-    return {"ops": done[0], "seconds": seconds}
+    user, sys_ = cpu_split.per_op_us(cpu0, cpu1, done[0])
+    return {"ops": done[0], "seconds": seconds, "cpu_user_us": user, "cpu_sys_us": sys_}
 
 
 # ---------------------------------------------------------------------- worker
@@ -398,7 +402,8 @@ def run_one(args, loop_name, cell_name, sabotage=None):
 
 
 def run_all(args, available):
-    results = {c: {l: {"samples": [], "error": None, "skip": None} for l in available}
+    results = {c: {l: {"samples": [], "cpu_user_us": [], "cpu_sys_us": [],
+                       "error": None, "skip": None} for l in available}
                for c in args.cells}
     for rnd in range(1, args.rounds + 1):
         for c in args.cells:
@@ -420,6 +425,7 @@ def run_all(args, available):
                     print(f"\nFAIL {c} on {l}, round {rnd}: {error}\n", file=sys.stderr)
                     continue
                 entry["samples"].append(sample["ops_per_sec"])
+                cpu_split.add_sample(entry, sample.get("cpu_user_us"), sample.get("cpu_sys_us"))
                 progress.append(f"{l} {report.fmt_rate(sample['ops_per_sec'])}")
             print(f"[round {rnd}/{args.rounds}] {c:14} " + "  ".join(progress),
                   file=sys.stderr, flush=True)
@@ -428,6 +434,7 @@ def run_all(args, available):
             ok = not entry["error"] and not entry["skip"]
             entry["median"] = report.median(entry["samples"]) if ok else None
             entry["spread"] = report.spread(entry["samples"]) if ok else None
+            cpu_split.summarize(entry)
     return results
 
 
@@ -444,10 +451,14 @@ def write_json(path, args, loop_info, results):
             "duration": args.duration, "warmup": args.warmup,
             "connections": CONNECTIONS, "handshake_concurrency": CONCURRENCY,
             "statistic": "median over interleaved fresh-process rounds",
+            "cpu": "process CPU (server and clients, one process) per op in the measured "
+                   "window, getrusage(RUSAGE_SELF) deltas",
+            "load": os.getloadavg(),
         },
         "loops": loop_info,
         "cells": {c: {"description": DESCRIPTIONS[c], "results": results[c],
-                      "ratios": ratios.get(c, {})} for c in args.cells},
+                      "ratios": ratios.get(c, {}),
+                      "cpu_targets": cpu_split.ratios(results, c)} for c in args.cells},
     }
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -516,6 +527,8 @@ def orchestrate(args):
     print(report.render(results, args.cells, args.loops, args.rounds,
                         unit="round trips/s (tls-echo-*) or handshakes/s (tls-handshake)",
                         label="cell"))
+    print(cpu_split.render(results, args.cells, args.loops, per="op (round trip or handshake)",
+                           what="process (server + clients on the same loop)"))
     for l in args.loops:
         if not loop_info[l]["available"]:
             print(f"note: {l} skipped: {loop_info[l]['note']}")

@@ -482,6 +482,8 @@ struct CpuSnap {
     at: Option<Instant>,
     self_us: u64,
     watched_secs: Option<f64>,
+    /// (user, system) clock ticks of the watched process from /proc/PID/stat.
+    watched_ticks: Option<(u64, u64)>,
 }
 
 fn self_cpu_us() -> u64 {
@@ -519,14 +521,22 @@ fn pid_cpu_secs(pid: u32) -> Option<f64> {
             return Some(ns as f64 / 1e9);
         }
     }
+    let (utime, stime) = pid_cpu_ticks(pid)?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) as f64 / hz)
+}
+
+/// (utime, stime) of the whole process `pid` (all its threads) in clock
+/// ticks, from /proc/PID/stat. Coarser than schedstat, so it only serves to
+/// split the precise total into user-space and kernel time.
+fn pid_cpu_ticks(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some((utime + stime) as f64 / hz)
+    Some((utime, stime))
 }
 
 fn snap(cfg: &Config) -> CpuSnap {
@@ -534,6 +544,7 @@ fn snap(cfg: &Config) -> CpuSnap {
         at: Some(Instant::now()),
         self_us: self_cpu_us(),
         watched_secs: cfg.watch_pid.and_then(pid_cpu_secs),
+        watched_ticks: cfg.watch_pid.and_then(pid_cpu_ticks),
     }
 }
 
@@ -796,6 +807,18 @@ fn main() {
                 if let (Some(wa), Some(wb)) = (a.watched_secs, b.watched_secs) {
                     let server = (wb - wa).max(0.0) / wall;
                     fields.push(format!("\"server_cpu\":{server:.3}"));
+                    // The user/kernel split of that total: the tick counts'
+                    // proportions applied to the precise total, so the two
+                    // parts always add up to server_cpu.
+                    if let (Some((ua, sa)), Some((ub, sb))) = (a.watched_ticks, b.watched_ticks) {
+                        let (du, ds) = (ub.saturating_sub(ua), sb.saturating_sub(sa));
+                        if du + ds > 0 {
+                            let user = server * du as f64 / (du + ds) as f64;
+                            fields.push(format!("\"server_user_cpu\":{user:.4}"));
+                            fields.push(format!("\"server_sys_cpu\":{:.4}", server - user));
+                            fields.push(format!("\"server_ticks\":{}", du + ds));
+                        }
+                    }
                 }
             }
         }
