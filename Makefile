@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report lint fmt clean
 
 all: build
 
@@ -72,20 +72,39 @@ wheels:
 check-wheels: matrix-tree
 	tools/wheels/check.sh
 
-bench: build
-	$(PY) benchmarks/run.py
+# Each suite also writes its JSON into benchmarks/results/ (git-ignored), which
+# bench-report turns into the charts of docs/bench/. BENCH_ARGS is passed to
+# every suite (e.g. BENCH_ARGS=--quick).
+BENCH_RESULTS := benchmarks/results
+BENCH_ARGS ?=
 
+bench: build
+	@mkdir -p $(BENCH_RESULTS)
+	$(PY) benchmarks/run.py --json $(BENCH_RESULTS)/micro.json $(BENCH_ARGS)
+
+# Builds the load generator and the ceiling echo server (same crate).
 LOADGEN := cargo build --release -q --manifest-path benchmarks/loadgen/Cargo.toml
 
 bench-net: build
 	$(LOADGEN)
-	$(PY) benchmarks/net.py
+	@mkdir -p $(BENCH_RESULTS)
+	$(PY) benchmarks/net.py --json $(BENCH_RESULTS)/net.json $(BENCH_ARGS)
 
 bench-proc: build
-	$(PY) benchmarks/proc_udp.py
+	@mkdir -p $(BENCH_RESULTS)
+	$(PY) benchmarks/proc_udp.py --json $(BENCH_RESULTS)/proc.json $(BENCH_ARGS)
 
 bench-tls: build
-	$(PY) benchmarks/tls.py
+	@mkdir -p $(BENCH_RESULTS)
+	$(PY) benchmarks/tls.py --json $(BENCH_RESULTS)/tls.json $(BENCH_ARGS)
+
+# PNG charts of the latest results (one per family, plus headline.png) into
+# docs/bench/; matplotlib is a dev-only dependency. BENCH_NOTE adds a line to
+# every chart's subtitle (e.g. that the machine was busy).
+BENCH_NOTE ?=
+bench-report: $(DEPS)
+	$(PY) benchmarks/charts.py --results $(BENCH_RESULTS) --out docs/bench \
+	    $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)")
 
 bench-net-selftest: build
 	$(LOADGEN)
