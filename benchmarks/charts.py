@@ -69,6 +69,16 @@ def rows(doc, family):
     return out
 
 
+def status(doc, family, cell_name, loop):
+    """Why a loop has no usable result in a cell: 'skipped', 'failed' or 'not run'."""
+    e = (doc.get(FAMILIES[family][1], {}).get(cell_name, {}).get("results") or {}).get(loop)
+    if e and e.get("skip"):
+        return "skipped"
+    if e and e.get("error"):
+        return "failed"
+    return "not run"
+
+
 def loops_present(table):
     return [l for l in LOOPS if any(l in entries for _, entries in table)]
 
@@ -146,6 +156,10 @@ def _throughput_panel(ax, table, loops, unit):
     ax.tick_params(axis="x", labelsize=8)
 
 
+def _fmt_us(value):
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _cpu_panel(ax, table, loops, what, per):
     import numpy as np
     k = len(loops)
@@ -166,7 +180,7 @@ def _cpu_panel(ax, table, loops, what, per):
                     hatch="////", edgecolor="white", linewidth=0)
             ax.text(u + s, y, f" {u + s:.2f}", va="center", fontsize=7)
         targets = cpu_split.ratios({name: entries}, name)
-        notes = [f"{ref_loop} total {ref:.3g} µs" if ref else "no CPU data"]
+        notes = [f"{ref_loop} total {_fmt_us(ref)} µs" if ref else "no CPU data"]
         if targets.get("user_vs_uvloop") is not None:
             notes.append(f"user vs uvloop {targets['user_vs_uvloop']:.2f}x")
         if targets.get("kernel_share") is not None:
@@ -184,7 +198,7 @@ def _cpu_panel(ax, table, loops, what, per):
     ax.tick_params(axis="x", labelsize=8)
 
 
-def _legend(fig, loops, doc):
+def _legend(fig, loops, doc, absent=()):
     from matplotlib.patches import Patch
     info = doc.get("loops", {})
     handles = []
@@ -194,6 +208,7 @@ def _legend(fig, loops, doc):
         if l == "ceiling":
             label = "ceiling (minimal Rust epoll echo server)"
         handles.append(Patch(color=COLORS[l], label=label))
+    handles += [Patch(color="none", label=text) for text in absent]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
                frameon=False)
 
@@ -226,7 +241,9 @@ def family_chart(family, doc, out_path, note=""):
             _cpu_panel(axes[0][1], table, loops, "Server", "request")
         else:
             _cpu_panel(axes[0][1], table, loops, "Process (server + client)", "op")
-    _legend(fig, loops, doc)
+    absent = [f"{l}: {status(doc, family, table[0][0], l)} in every cell"
+              for l in LOOPS if l not in loops and l != "ceiling"]
+    _legend(fig, loops, doc, absent)
     left_in, right_in = 1.6, 1.5
     fig.subplots_adjust(left=left_in / fig_w, right=1 - right_in / fig_w,
                         wspace=(right_in + 0.2) / ((fig_w - left_in - right_in) / panels),
@@ -244,7 +261,7 @@ def headline_chart(docs, out_path, note=""):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    items = []  # (label, {peer: ratio})
+    items = []  # (label, {peer: ratio}, {peer: why there is no ratio})
     for family in FAMILIES:
         if family not in docs:
             continue
@@ -252,25 +269,26 @@ def headline_chart(docs, out_path, note=""):
             mine = (entries.get("ferroloop") or {}).get("median")
             ratios = {p: mine / entries[p]["median"] for p in PEERS if mine and entries.get(p)}
             if ratios:
-                items.append((f"{family}: {name}", ratios))
+                why = {p: status(docs[family], family, name, p) for p in PEERS
+                       if p not in ratios}
+                items.append((f"{family}: {name}", ratios, why))
     if not items:
         raise ValueError("no cell has ferroloop and a peer")
     fig_h = 1.9 + 0.3 * len(items)
     fig, ax = plt.subplots(figsize=(10, fig_h))
     ys = np.arange(len(items))
     ax.invert_yaxis()
-    base = ratio_axis(ax, [r for _, ratios in items for r in ratios.values()])
-    for i, (_, ratios) in enumerate(items):
+    base = ratio_axis(ax, [r for _, ratios, _ in items for r in ratios.values()])
+    for i, (_, ratios, why) in enumerate(items):
         for j, p in enumerate(PEERS):
             y = ys[i] - 0.2 + 0.4 * j
             if p not in ratios:
-                ax.text(base if base else 0.0, y, f" no {p} result", va="center", fontsize=7,
-                        color="#888888")
+                ax.text(base, y, f" {p}: {why[p]}", va="center", fontsize=7, color="#888888")
                 continue
             r = ratios[p]
             ax.barh(y, r - base, left=base, height=0.38, color=COLORS[p])
             ax.text(r, y, f" {r:.2f}x", va="center", fontsize=7)
-    ax.set_yticks(ys, [label for label, _ in items], fontsize=8)
+    ax.set_yticks(ys, [label for label, _, _ in items], fontsize=8)
     ax.axvline(1.0, color="#333333", linewidth=1.0)
     ax.set_xlabel("ferroloop's median throughput ÷ the peer's (> 1: ferroloop is faster)",
                   fontsize=8.5)
