@@ -174,6 +174,7 @@ def write_json(path, args, loop_info, results):
             "repeat": args.repeat,
             "statistic": "median over interleaved fresh-process rounds of ops/s "
                          "(each round: fastest of `repeat` in-process runs)",
+            "load": os.getloadavg(),  # at the end of the run: how busy the machine was
         },
         "loops": loop_info,
         "workloads": {

@@ -805,15 +805,17 @@ fn main() {
                 let own = (b.self_us.saturating_sub(a.self_us)) as f64 / 1e6 / wall;
                 fields.push(format!("\"loadgen_cpu\":{own:.3}"));
                 if let (Some(wa), Some(wb)) = (a.watched_secs, b.watched_secs) {
-                    let server = (wb - wa).max(0.0) / wall;
-                    fields.push(format!("\"server_cpu\":{server:.3}"));
+                    // Rounded to what is printed, so that the printed split
+                    // below adds up to exactly the printed total.
+                    let server = ((wb - wa).max(0.0) / wall * 1e4).round() / 1e4;
+                    fields.push(format!("\"server_cpu\":{server:.4}"));
                     // The user/kernel split of that total: the tick counts'
                     // proportions applied to the precise total, so the two
                     // parts always add up to server_cpu.
                     if let (Some((ua, sa)), Some((ub, sb))) = (a.watched_ticks, b.watched_ticks) {
                         let (du, ds) = (ub.saturating_sub(ua), sb.saturating_sub(sa));
                         if du + ds > 0 {
-                            let user = server * du as f64 / (du + ds) as f64;
+                            let user = (server * du as f64 / (du + ds) as f64 * 1e4).round() / 1e4;
                             fields.push(format!("\"server_user_cpu\":{user:.4}"));
                             fields.push(format!("\"server_sys_cpu\":{:.4}", server - user));
                             fields.push(format!("\"server_ticks\":{}", du + ds));
