@@ -57,7 +57,7 @@ KNOWN_PARTS = ("crawl", "echo")
 LOOP_MODULE = {"asyncio": "asyncio.", "ferroloop": "ferroloop", "uvloop": "uvloop",
                "rloop": "rloop"}
 # Defaults that depend on the crawler: (requests, concurrency, warmup).
-CRAWL_DEFAULTS = {"aiohttp": (10000, 100, 200), "raw": (10000, 200, 200)}
+CRAWL_DEFAULTS = {"aiohttp": (5000, 100, 200), "raw": (10000, 200, 200)}
 TRACEBACK_FRAMES = 6  # innermost frames of a failed child's traceback shown
 # Below this share of the crawler's CPU in the loop's own code, the loop is not the
 # bottleneck and the crawl's table gets a line saying so.
@@ -277,7 +277,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default); raw: the seed's loop.sock_connect/sock_sendall/sock_recv "
                         "crawler, Connection: close, against a minimal Protocol server")
     g.add_argument("--requests", type=int, help="timed fetches per run "
-                   "(10000)")
+                   "(aiohttp 5000, raw 10000)")
     g.add_argument("--concurrency", type=int, help="fetches in flight (aiohttp 100, raw 200)")
     g.add_argument("--warmup", type=int, help="untimed fetches at the start of each run (200)")
     g.add_argument("--size", type=int, default=16 * 1024, help="page size in bytes (16384)")
@@ -475,6 +475,7 @@ def crawl_part(args: argparse.Namespace, loops: list[str],
         server.stop()
 
     crawl_table(args, runs, failed, unavailable)
+    load_note(args, runs)
     busiest = max((r["server_cpu"] / (r["wall"] * args.workers)
                    for rs in runs.values() for r in rs if "server_cpu" in r), default=None)
     if busiest is not None and busiest > 0.8:
@@ -524,8 +525,23 @@ def crawl_table(args: argparse.Namespace, runs: dict[str, list[dict]],
           f"crawler CPU: higher is better; CPU is disturbed less than wall time by other load)")
 
 
+def load_note(args: argparse.Namespace, runs: dict[str, list[dict]]) -> None:
+    """Say so when the crawler did not get its CPU: other processes loaded the machine."""
+    if not args.client_cpus:
+        return
+    shares = [r["cpu"] / r["wall"] for rs in runs.values() for r in rs if r["wall"] > 0]
+    if shares and statistics.median(shares) < 0.7:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"note: the crawler got only {statistics.median(shares):.0%} of its CPU "
+              f"(median CPU / wall): other processes loaded the machine (load average "
+              f"{load:.1f} on {os.cpu_count()} CPUs), so wall times are stretched; the CPU "
+              f"columns are the fairer comparison")
+
+
 def profile_loops(args: argparse.Namespace, loops: list[str], server: Server) -> dict[str, dict]:
     """One more crawl per loop under perf: where the crawler's CPU goes (see cpu_profile.py)."""
+    if not loops:
+        return {}
     reason = cpu_profile.perf_unavailable(Children.run)
     if reason is not None:
         print(f"profile: skipped ({reason}); --no-profile leaves it out", flush=True)
@@ -563,9 +579,15 @@ def explain_crawl(args: argparse.Namespace, runs: dict[str, list[dict]],
     saved = {x: 1 - cpu[x] / cpu["asyncio"] for x in ok if x != "asyncio"}
     best = max(saved, key=saved.get)
     main_loop = "ferroloop" if "ferroloop" in saved else best
-    savings = f"{main_loop} needs {saved[main_loop]:.0%} less CPU than asyncio" + (
-        " (" + ", ".join(f"{x} {v:.0%}" for x, v in saved.items() if x != main_loop) + ")"
+
+    def less(v: float) -> str:
+        return f"{v:.0%} less" if v >= 0 else f"{-v:.0%} more"
+
+    savings = f"{main_loop} needs {less(saved[main_loop])} CPU than asyncio" + (
+        " (" + ", ".join(f"{x} {less(v)}" for x, v in saved.items() if x != main_loop) + ")"
         if len(saved) > 1 else "")
+    python_code = ("aiohttp's Python code" if args.crawler == "aiohttp" else
+                   "the crawler's Python code and asyncio's Tasks")
     shares = {x: p["shares"] for x, p in profiles.items() if "shares" in p}
     compiled = {x: sh["loop"] for x, sh in shares.items() if x != "asyncio"}
     if compiled:
@@ -576,13 +598,13 @@ def explain_crawl(args: argparse.Namespace, runs: dict[str, list[dict]],
         others = ", ".join(f"{x}'s {v:.0f}%" for x, v in compiled.items() if x != who)
         print(f"why the crawl gains little: the loop is not the bottleneck. {who}'s own code "
               f"is {sh['loop']:.1f}% of the crawler's CPU" + (f" ({others})" if others else "")
-              + f"; the Python interpreter running aiohttp takes {sh['interpreter']:.0f}%, "
-              f"the kernel {sh['kernel']:.0f}%. A compiled loop saves only what stock "
-              f"asyncio's own Python loop code costs: here {savings}.")
+              + f"; the Python interpreter running {python_code} takes "
+              f"{sh['interpreter']:.0f}%, the kernel {sh['kernel']:.0f}%. A compiled loop saves "
+              f"only what stock asyncio's own Python loop code costs: here {savings}.")
     elif saved[best] < 1 - 1 / 1.5:
         print(f"why the crawl gains little: the loop is not the bottleneck. {savings}: the "
-              f"rest is aiohttp's Python code and the kernel (with perf installed, the demo "
-              f"measures the split).")
+              f"rest is {python_code} and the kernel (with perf, the demo's profile measures "
+              f"the split).")
 
 
 def echo_part(args: argparse.Namespace, loops: list[str],

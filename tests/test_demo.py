@@ -55,7 +55,8 @@ def test_loop_objects_belong_to_their_loop_only():
 
 
 def made_up_args(loops, rounds=3, requests=1000):
-    return argparse.Namespace(loops=loops, rounds=rounds, requests=requests, workers=1)
+    return argparse.Namespace(loops=loops, rounds=rounds, requests=requests, workers=1,
+                              crawler="aiohttp")
 
 
 def made_up_runs(cpu, wall, user_share=0.8):
@@ -93,8 +94,8 @@ def test_explanation_names_the_measured_shares(capsys):
     line = capsys.readouterr().out.strip()
     assert line.startswith("why the crawl gains little: the loop is not the bottleneck.")
     assert "ferroloop's own code is 3.0% of the crawler's CPU (uvloop's 4%)" in line
-    assert "interpreter running aiohttp takes 76%, the kernel 12%" in line
-    assert line.endswith("ferroloop needs 12% less CPU than asyncio (uvloop 10%).")
+    assert "interpreter running aiohttp's Python code takes 76%, the kernel 12%" in line
+    assert line.endswith("ferroloop needs 12% less CPU than asyncio (uvloop 10% less).")
     assert "\n" not in line
 
 
@@ -143,3 +144,22 @@ def test_short_crawl_pins_server_and_crawler_and_splits_cpu():
                .split("127.0.0.1:")[1].split(",")[0])
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_load_note_when_the_crawler_did_not_get_its_cpu(capsys):
+    args = argparse.Namespace(client_cpus="0")
+    demo_main.load_note(args, {"asyncio": [{"wall": 2.0, "cpu": 0.6}] * 3})
+    note = capsys.readouterr().out
+    assert note.startswith("note: the crawler got only 30% of its CPU (median CPU / wall): "
+                           "other processes loaded the machine")
+    demo_main.load_note(args, {"asyncio": [{"wall": 1.0, "cpu": 0.95}] * 3})
+    assert capsys.readouterr().out == ""
+
+
+def test_explanation_says_more_when_a_loop_needs_more_cpu(capsys):
+    loops = ["asyncio", "ferroloop", "rloop"]
+    runs = made_up_runs(cpu={"asyncio": 1.0, "ferroloop": 0.9, "rloop": 1.1},
+                        wall={"asyncio": 1.0, "ferroloop": 0.9, "rloop": 1.1})
+    demo_main.explain_crawl(made_up_args(loops), runs, {}, {})
+    assert "ferroloop needs 10% less CPU than asyncio (rloop 10% more)" in \
+        capsys.readouterr().out
