@@ -42,9 +42,9 @@ import subprocess
 import sys
 import time
 
+import cpu_profile  # demo/ itself: a script's directory is the first entry of sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import cpu_profile  # noqa: E402
 
 SERVER = os.path.join(HERE, "server.py")
 COMMON = os.path.join(HERE, "common.py")
