@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import sys
+import time
 import traceback
 from typing import Callable, Iterable
 
@@ -106,6 +108,52 @@ def process_cpu(pids: Iterable[int]) -> float | None:
     except (OSError, IndexError, ValueError):
         return None
     return total / _CLK_TCK
+
+
+class Window:
+    """The timed window of a run: wall time and this process's user and system CPU time.
+
+    CPU comes from ``getrusage(RUSAGE_SELF)``, so it covers every thread of the process
+    (a loop's executor threads included). With ``perf_control`` (``"CTL,ACK"``, the FIFOs
+    of ``perf record --control fifo:CTL,ACK -D -1``) a profiler records exactly this
+    window: it is enabled when the window opens and disabled when it closes.
+    """
+
+    def __init__(self, perf_control: str | None = None) -> None:
+        self._perf = perf_control.split(",", 1) if perf_control else None
+        self.wall = self.user = self.sys = 0.0
+
+    def _perf_command(self, command: str) -> None:
+        if self._perf is None:
+            return
+        ctl, ack = self._perf
+        with open(ctl, "w") as f:
+            f.write(command + "\n")
+        with open(ack) as f:  # perf answers "ack" once the command took effect
+            f.readline()
+
+    def __enter__(self) -> "Window":
+        self._perf_command("enable")
+        self._ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        self._perf_command("disable")
+        self.user = ru1.ru_utime - self._ru0.ru_utime
+        self.sys = ru1.ru_stime - self._ru0.ru_stime
+
+    def result(self) -> dict:
+        return {"wall": self.wall, "cpu": self.user + self.sys, "user": self.user,
+                "sys": self.sys}
+
+
+def pin_to_cpus(text: str | None) -> None:
+    """``--cpus 0`` or ``--cpus 0,1``: run this process (and its threads) on those CPUs only."""
+    if text:
+        os.sched_setaffinity(0, {int(c) for c in text.split(",") if c})
 
 
 def parse_pids(text: str | None) -> list[int]:

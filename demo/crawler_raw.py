@@ -28,12 +28,12 @@ import json
 import os
 import socket
 import sys
-import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (LOOPS, describe_exception, fail_line, loop_description,  # noqa: E402
-                    loop_factory, parse_pids, process_cpu, summarize_errors)
+from common import (LOOPS, Window, describe_exception, fail_line,  # noqa: E402
+                    loop_description, loop_factory, parse_pids, pin_to_cpus, process_cpu,
+                    summarize_errors)
 from page import make_page  # noqa: E402
 
 
@@ -116,16 +116,13 @@ async def crawl(args: argparse.Namespace) -> dict:
         if errors:
             return failed(errors, args.warmup, "warm-up")
     server_cpu0 = process_cpu(server_pids) if server_pids else None
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    errors = await run(args.requests)
-    wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
+    with Window(args.perf_control) as window:
+        errors = await run(args.requests)
     server_cpu1 = process_cpu(server_pids) if server_pids else None
     if errors:
         return failed(errors, args.requests, "timed run")
     result = {"ok": args.requests, "failed": 0, "attempted": args.requests,
-              "wall": wall, "cpu": cpu}
+              **window.result()}
     if server_cpu0 is not None and server_cpu1 is not None:
         result["server_cpu"] = server_cpu1 - server_cpu0
     return result
@@ -144,6 +141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="expected page size in bytes (16384)")
     p.add_argument("--warmup", type=int, default=100, help="untimed fetches first (100)")
     p.add_argument("--server-pids", help="comma-separated server pids whose CPU to measure")
+    p.add_argument("--cpus", help="comma-separated CPUs to run on (os.sched_setaffinity)")
+    p.add_argument("--perf-control", metavar="CTL,ACK",
+                   help="FIFOs of `perf record --control`: profile the timed fetches only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.port is None:
@@ -155,6 +155,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    pin_to_cpus(args.cpus)
     result: dict = {"loop": args.loop}
     try:
         factory = loop_factory(args.loop)
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not result["failed"]:
         print(f"{args.loop} ({result['loop_class']}): {result['ok']} fetches of {args.size} "
               f"bytes, concurrency {args.concurrency}, in {result['wall']:.3f} s = "
-              f"{result['ok'] / result['wall']:.0f} requests/s (CPU {result['cpu']:.3f} s)")
+              f"{result['ok'] / result['wall']:.0f} requests/s (CPU {result['cpu']:.3f} s: "
+              f"user {result['user']:.3f}, sys {result['sys']:.3f})")
     if result["failed"]:
         if not result.get("fatal"):
             print(f"crawler[{args.loop}]: {result['failed']} of {result['attempted']} fetches "

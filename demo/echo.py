@@ -24,11 +24,10 @@ import asyncio
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (LOOPS, describe_exception, fail_line, loop_description,  # noqa: E402
-                    loop_factory, summarize_errors)
+from common import (LOOPS, Window, describe_exception, fail_line,  # noqa: E402
+                    loop_description, loop_factory, summarize_errors)
 
 
 class EchoError(Exception):
@@ -119,12 +118,9 @@ async def echo(args: argparse.Namespace) -> dict:
                                          "127.0.0.1", port)
         await asyncio.sleep(args.warmup)
         count0 = bench.count
-        cpu0 = time.process_time()
-        t0 = time.perf_counter()
-        await asyncio.sleep(args.duration)
-        count1 = bench.count
-        wall = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
+        with Window() as window:
+            await asyncio.sleep(args.duration)
+            count1 = bench.count
         bench.stopping = True
         # Every client closes after its next echo; wait for all of them.
         finished, _ = await asyncio.wait(dones, timeout=5.0)
@@ -143,7 +139,7 @@ async def echo(args: argparse.Namespace) -> dict:
         if first is not None:
             fail_line("echo", first)
         return {"failed": len(bench.errors), "errors": summarize_errors(bench.errors)}
-    return {"failed": 0, "messages": messages, "wall": wall, "cpu": cpu}
+    return {"failed": 0, "messages": messages, **window.result()}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,11 +3,16 @@
     python demo/main.py [--loops asyncio,ferroloop,uvloop] [--crawler aiohttp|raw]
                         [--parts crawl,echo] [--rounds 5] [--requests N] ...
 
-Part 1, crawl: starts ``server.py`` (a local aiohttp web server, 2 worker processes) on a
-free port, then runs ``crawler_aiohttp.py`` (one ``aiohttp.ClientSession`` fetching many
-pages at once) once per loop per round. ``--crawler raw`` runs the seed article's first
-step instead, ``crawler_raw.py`` (``loop.sock_connect/sock_sendall/sock_recv``), against
-the server's minimal asyncio.Protocol HTTP app.
+Part 1, crawl: starts ``server.py`` on a free port (by default its light app: a minimal
+asyncio.Protocol HTTP server answering with a pre-built response, so that it costs little;
+``--server aiohttp`` for an aiohttp.web app), then runs ``crawler_aiohttp.py`` (one
+``aiohttp.ClientSession`` fetching many pages at once) once per loop per round. With two
+CPUs or more, the server runs on one CPU and the crawler on another (``--no-pin`` to
+share). ``--crawler raw`` runs the seed article's first step instead, ``crawler_raw.py``
+(``loop.sock_connect/sock_sendall/sock_recv``). The table shows wall time, the crawler's
+user and system CPU time and the speed-ups against asyncio, uvloop and rloop. Then one
+more crawl per loop runs under ``perf record`` (``cpu_profile.py``, when perf works) to
+show where the crawler's CPU goes, and a line says so when the loop is not the bottleneck.
 
 Part 2, echo: runs ``echo.py`` (a Protocol echo server and its clients, both on the loop
 under test) once per loop per round.
@@ -16,7 +21,7 @@ Every run is a fresh interpreter; the order of the loops rotates from round to r
 that no loop always goes first. Each part prints, per loop, the medians over the rounds
 and the speed relative to stock asyncio.
 
-Default loops: asyncio and ferroloop, plus uvloop when it is importable. A loop that
+Default loops: asyncio and ferroloop, plus uvloop and rloop when importable. A loop that
 cannot be imported, or whose run fails (a failed fetch or echo, an exception such as
 NotImplementedError, a timeout), is reported with the reason and left out of the
 remaining rounds of that part; the other loops still run and are reported, and the demo
@@ -37,7 +42,10 @@ import subprocess
 import sys
 import time
 
+import cpu_profile  # demo/ itself: a script's directory is the first entry of sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+
 SERVER = os.path.join(HERE, "server.py")
 COMMON = os.path.join(HERE, "common.py")
 CRAWLERS = {"aiohttp": os.path.join(HERE, "crawler_aiohttp.py"),
@@ -49,8 +57,11 @@ KNOWN_PARTS = ("crawl", "echo")
 LOOP_MODULE = {"asyncio": "asyncio.", "ferroloop": "ferroloop", "uvloop": "uvloop",
                "rloop": "rloop"}
 # Defaults that depend on the crawler: (requests, concurrency, warmup).
-CRAWL_DEFAULTS = {"aiohttp": (10000, 100, 200), "raw": (10000, 200, 200)}
+CRAWL_DEFAULTS = {"aiohttp": (5000, 100, 200), "raw": (10000, 200, 200)}
 TRACEBACK_FRAMES = 6  # innermost frames of a failed child's traceback shown
+# Below this share of the crawler's CPU in the loop's own code, the loop is not the
+# bottleneck and the crawl's table gets a line saying so.
+LOOP_BOTTLENECK_SHARE = 20.0
 
 
 class DemoError(Exception):
@@ -60,10 +71,11 @@ class DemoError(Exception):
 class Server:
     """The HTTP server child process: started on a free port, always stopped."""
 
-    def __init__(self, app: str, size: int, workers: int) -> None:
+    def __init__(self, app: str, size: int, workers: int, cpus: str | None) -> None:
         self.app = app
         self.size = size
         self.workers = workers
+        self.cpus = cpus
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.fields: dict[str, str] = {}
@@ -71,6 +83,8 @@ class Server:
     def start(self, timeout: float = 15.0) -> None:
         cmd = [sys.executable, SERVER, "--port", "0", "--app", self.app,
                "--size", str(self.size), "--workers", str(self.workers), "--lifeline-stdin"]
+        if self.cpus:
+            cmd += ["--cpus", self.cpus]
         # Own session: Ctrl-C reaches only this process, which then stops the server
         # in order. The stdin pipe is the server's lifeline: if this process dies
         # without cleaning up (even SIGKILL), the server sees EOF and exits.
@@ -96,10 +110,12 @@ class Server:
         return self.fields.get("pids", "")
 
     def describe(self) -> str:
-        app = "aiohttp.web app" if self.app == "aiohttp" else "minimal asyncio.Protocol HTTP app"
+        app = ("aiohttp.web app" if self.app == "aiohttp" else
+               "light: a minimal asyncio.Protocol HTTP app, pre-built response")
         how = ", SO_REUSEPORT" if self.workers > 1 else ""
+        where = f", on CPU {self.cpus}" if self.cpus else ""
         return (f"{app} on 127.0.0.1:{self.port}, {self.workers} worker process(es){how}, "
-                f"{self.fields.get('loop', '?')}, page {self.size} bytes")
+                f"{self.fields.get('loop', '?')}{where}, page {self.size} bytes")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -136,22 +152,30 @@ class Children:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            cls._kill(proc)
             out, err = proc.communicate()
             err = (err or b"") + f"\n(killed after {timeout:g} s)".encode()
             return -9, out.decode(errors="replace"), err.decode(errors="replace")
         finally:
             if proc.poll() is None:
-                proc.kill()
+                cls._kill(proc)
                 proc.wait()
             cls.current = None
         return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        # The child's whole process group: under perf, the crawler is perf's child.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     @classmethod
     def kill_current(cls) -> None:
         proc = cls.current
         if proc is not None and proc.poll() is None:
-            proc.kill()
+            cls._kill(proc)
             proc.wait()
 
 
@@ -196,11 +220,23 @@ def run_child(cmd: list[str], loop: str, timeout: float) -> dict:
     return {"error": error, "detail": err.strip()}
 
 
-def crawl_cmd(args: argparse.Namespace, loop: str, server: Server) -> list[str]:
-    return [sys.executable, CRAWLERS[args.crawler], "--loop", loop, "--port", str(server.port),
-            "--json", "--requests", str(args.requests), "--concurrency", str(args.concurrency),
-            "--size", str(args.size), "--warmup", str(args.warmup),
-            "--server-pids", server.pids]
+def crawl_cmd(args: argparse.Namespace, loop: str, server: Server,
+              requests: int | None = None) -> list[str]:
+    cmd = [sys.executable, CRAWLERS[args.crawler], "--loop", loop, "--port", str(server.port),
+           "--json", "--requests", str(requests or args.requests),
+           "--concurrency", str(args.concurrency), "--size", str(args.size),
+           "--warmup", str(args.warmup), "--server-pids", server.pids]
+    if args.client_cpus:
+        cmd += ["--cpus", args.client_cpus]
+    return cmd
+
+
+def placement(pin: bool) -> tuple[str | None, str | None]:
+    """(server CPUs, crawler CPUs): the last allowed CPU and the first, when pinning."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(cpus) < 2:
+        return None, None
+    return str(cpus[-1]), str(cpus[0])
 
 
 def echo_cmd(args: argparse.Namespace, loop: str) -> list[str]:
@@ -211,8 +247,7 @@ def echo_cmd(args: argparse.Namespace, loop: str) -> list[str]:
 
 def default_loops() -> list[str]:
     loops = ["asyncio", "ferroloop"]
-    if importlib.util.find_spec("uvloop") is not None:
-        loops.append("uvloop")
+    loops += [x for x in ("uvloop", "rloop") if importlib.util.find_spec(x) is not None]
     return loops
 
 
@@ -223,11 +258,11 @@ def _list(text: str) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="The seeds' aiohttp crawler and an echo benchmark: stock asyncio vs "
-                    "ferroloop (and uvloop), side by side.")
+                    "ferroloop (and uvloop, rloop), side by side.")
     p.add_argument("--loops", type=_list, default=None,
                    help="comma-separated loops to compare, among "
                         f"{','.join(KNOWN_LOOPS)} (default: asyncio,ferroloop, "
-                        "plus uvloop when importable); asyncio is always included")
+                        "plus uvloop and rloop when importable); asyncio is always included")
     p.add_argument("--parts", type=_list, default=list(KNOWN_PARTS),
                    help="what to run: crawl, echo or both (default crawl,echo)")
     p.add_argument("--rounds", type=int, default=5, help="runs per loop and part; "
@@ -242,11 +277,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default); raw: the seed's loop.sock_connect/sock_sendall/sock_recv "
                         "crawler, Connection: close, against a minimal Protocol server")
     g.add_argument("--requests", type=int, help="timed fetches per run "
-                   "(10000)")
+                   "(aiohttp 5000, raw 10000)")
     g.add_argument("--concurrency", type=int, help="fetches in flight (aiohttp 100, raw 200)")
     g.add_argument("--warmup", type=int, help="untimed fetches at the start of each run (200)")
     g.add_argument("--size", type=int, default=16 * 1024, help="page size in bytes (16384)")
-    g.add_argument("--workers", type=int, default=2, help="server worker processes (2)")
+    g.add_argument("--server", choices=("light", "aiohttp"), default="light",
+                   help="light: a minimal asyncio.Protocol HTTP server that answers with a "
+                        "pre-built response, so that the server costs little (default); "
+                        "aiohttp: an aiohttp.web app (the raw crawler always uses light)")
+    g.add_argument("--workers", type=int, help="server worker processes (light 1, aiohttp 2)")
+    g.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                   help="with 2 or more CPUs, run the server on one CPU and the crawler on "
+                        "another (os.sched_setaffinity), so the server never takes the "
+                        "crawler's CPU (default: on)")
+    g.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
+                   help="after the rounds, one more crawl per loop under `perf record` "
+                        "(when perf works here) to show where the crawler's CPU goes "
+                        "(default: on)")
     g = p.add_argument_group("echo")
     g.add_argument("--echo-connections", type=int, default=10,
                    help="client connections (10)")
@@ -270,6 +317,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.requests = requests if args.requests is None else args.requests
     args.concurrency = concurrency if args.concurrency is None else args.concurrency
     args.warmup = warmup if args.warmup is None else args.warmup
+    if args.crawler == "raw":
+        args.server = "light"
+    if args.workers is None:
+        args.workers = 1 if args.server == "light" else 2
+    args.server_cpus, args.client_cpus = placement(args.pin)
     if min(args.requests, args.concurrency, args.rounds, args.workers,
            args.echo_connections, args.echo_size) < 1 or args.warmup < 0 \
             or args.echo_duration <= 0 or args.size < 0:
@@ -396,8 +448,9 @@ def ratio_note(args: argparse.Namespace, work: str, process: str) -> str:
 
 def crawl_part(args: argparse.Namespace, loops: list[str],
                unavailable: dict[str, str]) -> dict[str, str]:
-    app = "aiohttp" if args.crawler == "aiohttp" else "protocol"
-    server = Server(app, args.size, args.workers)
+    app = "aiohttp" if args.server == "aiohttp" else "protocol"
+    server = Server(app, args.size, args.workers, args.server_cpus)
+    profiles: dict[str, dict] = {}
     try:
         server.start()
         if args.crawler == "aiohttp":
@@ -408,33 +461,150 @@ def crawl_part(args: argparse.Namespace, loops: list[str],
                    "a new socket per fetch")
         print(f"\n== crawl: {args.requests} x GET / in {args.concurrency} concurrent fetches, "
               f"each checked (status 200, body == the {args.size}-byte page)")
-        print(f"   client: {how}")
+        where = f", on CPU {args.client_cpus}" if args.client_cpus else ""
+        print(f"   client: {how}{where}")
         print(f"   server: {server.describe()}", flush=True)
+        if not args.server_cpus:
+            print("   (not pinned: the server and the crawler share the CPUs)")
         runs, failed = run_rounds("crawl", args, loops, lambda loop: crawl_cmd(args, loop,
                                                                                server))
+        if args.profile:
+            profiles = profile_loops(args, [x for x in loops if runs[x] and x not in failed],
+                                     server)
     finally:
         server.stop()
 
-    def row(rs: list[dict]) -> tuple[list, float, float]:
-        wall = statistics.median(r["wall"] for r in rs)
-        cpu = statistics.median(r["cpu"] for r in rs)
-        srv = [r["server_cpu"] for r in rs if "server_cpu" in r]
-        srv_cell = f"{statistics.median(srv):.3f}" if srv else "-"
-        return ([args.requests, wall, args.requests / wall, cpu, srv_cell],
-                args.requests / wall, args.requests / cpu if cpu > 0 else 0.0)
-
-    table(args, runs, failed, unavailable,
-          [("loop", 11, ""), ("requests", 9, ""), ("wall (s)", 10, ".3f"),
-           ("requests/s", 12, ".0f"), ("CPU (s)", 9, ".3f"), ("server CPU (s)", 16, "")], row)
-    print(f"(CPU = the crawler process; server CPU = the {args.workers} server worker(s) "
-          f"together; both over the timed fetches)")
-    print(ratio_note(args, "requests", "the crawler"))
+    crawl_table(args, runs, failed, unavailable)
+    load_note(args, runs)
     busiest = max((r["server_cpu"] / (r["wall"] * args.workers)
                    for rs in runs.values() for r in rs if "server_cpu" in r), default=None)
     if busiest is not None and busiest > 0.8:
         print(f"warning: the server was busy {busiest:.0%} of the time in one run; the "
               f"numbers may be limited by the server (try --workers or a smaller --size)")
+    explain_crawl(args, runs, failed, profiles)
     return failed
+
+
+def crawl_medians(rs: list[dict]) -> dict[str, float]:
+    keys = ("wall", "cpu", "user", "sys", "server_cpu")
+    return {k: statistics.median(r[k] for r in rs) for k in keys if all(k in r for r in rs)}
+
+
+def crawl_table(args: argparse.Namespace, runs: dict[str, list[dict]],
+                failed: dict[str, str], unavailable: dict[str, str]) -> None:
+    """The crawl's table: wall, the crawler's CPU (user, sys), speed-ups vs each reference."""
+    med = {x: crawl_medians(runs[x]) for x in args.loops
+           if x not in failed and x not in unavailable and runs.get(x)}
+    refs = [x for x in ("asyncio", "uvloop", "rloop") if x in med]
+    head1 = (f"{'':<11}{'':>12}{'':>10}{'crawler CPU (s)':>24}{'server':>9}"
+             + "".join(f"{'speed-up vs ' + ref:>21}" for ref in refs))
+    head2 = (f"{'loop':<11}{'requests/s':>12}{'wall (s)':>10}{'user':>8}{'sys':>8}{'total':>8}"
+             f"{'CPU (s)':>9}" + f"{'wall':>11}{'CPU':>10}" * len(refs))
+    print()
+    print(head1)
+    print(head2)
+    for loop in args.loops:
+        if loop in unavailable:
+            print(f"{loop:<11}  not measured: cannot be imported (see the end)")
+            continue
+        if loop in failed:
+            print(f"{loop:<11}  FAILED: {short_error(failed[loop])}")
+            continue
+        m = med[loop]
+        cells = (f"{loop:<11}{args.requests / m['wall']:>12.0f}{m['wall']:>10.3f}"
+                 f"{m.get('user', 0):>8.3f}{m.get('sys', 0):>8.3f}{m['cpu']:>8.3f}")
+        cells += f"{m['server_cpu']:>9.3f}" if "server_cpu" in m else f"{'-':>9}"
+        for ref in refs:
+            wall_up = med[ref]["wall"] / m["wall"]
+            cpu_up = med[ref]["cpu"] / m["cpu"] if m["cpu"] > 0 else None
+            cells += f"{fmt_ratio(wall_up):>11}{fmt_ratio(cpu_up):>10}"
+        print(cells)
+    print(f"(median of {args.rounds} run(s) each, over the timed fetches. crawler CPU = the "
+          f"crawler process, all its threads; server CPU = the {args.workers} server "
+          f"worker(s).\n speed-up = the reference loop's time / this loop's time, wall or "
+          f"crawler CPU: higher is better; CPU is disturbed less than wall time by other load)")
+
+
+def load_note(args: argparse.Namespace, runs: dict[str, list[dict]]) -> None:
+    """Say so when the crawler did not get its CPU: other processes loaded the machine."""
+    if not args.client_cpus:
+        return
+    shares = [r["cpu"] / r["wall"] for rs in runs.values() for r in rs if r["wall"] > 0]
+    if shares and statistics.median(shares) < 0.7:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"note: the crawler got only {statistics.median(shares):.0%} of its CPU "
+              f"(median CPU / wall): other processes loaded the machine (load average "
+              f"{load:.1f} on {os.cpu_count()} CPUs), so wall times are stretched; the CPU "
+              f"columns are the fairer comparison")
+
+
+def profile_loops(args: argparse.Namespace, loops: list[str], server: Server) -> dict[str, dict]:
+    """One more crawl per loop under perf: where the crawler's CPU goes (see cpu_profile.py)."""
+    if not loops:
+        return {}
+    reason = cpu_profile.perf_unavailable(Children.run)
+    if reason is not None:
+        print(f"profile: skipped ({reason}); --no-profile leaves it out", flush=True)
+        return {}
+    requests = max(1000, args.requests // 2)
+    print(f"\nprofile: one more crawl per loop ({requests} fetches) under `perf record`, "
+          f"timed fetches only; share of the crawler's CPU by code:")
+    print(f"{'loop':<11}" + "".join(f"{g if g != 'loop' else 'loop itself':>14}"
+                                    for g in cpu_profile.GROUPS), flush=True)
+    profiles = {}
+    for loop in loops:
+        result = cpu_profile.profile(crawl_cmd(args, loop, server, requests), loop,
+                                     Children.run, args.timeout * 2)
+        profiles[loop] = result
+        if "error" in result:
+            print(f"{loop:<11}  not measured: {result['error']}", flush=True)
+            continue
+        sh = result["shares"]
+        print(f"{loop:<11}" + "".join(
+            f"{'(a)' if g == 'loop' and loop == 'asyncio' else f'{sh[g]:.1f}%':>14}"
+            for g in cpu_profile.GROUPS), flush=True)
+    if "asyncio" in profiles:
+        print("(a) stock asyncio's loop is Python code: its cost is inside the interpreter's "
+              "share. interpreter = all Python code: aiohttp's, asyncio's Tasks, the crawler's")
+    return profiles
+
+
+def explain_crawl(args: argparse.Namespace, runs: dict[str, list[dict]],
+                  failed: dict[str, str], profiles: dict[str, dict]) -> None:
+    """One line saying why the crawl's ratios are small, when the loop is not the bottleneck."""
+    ok = [x for x in args.loops if runs.get(x) and x not in failed]
+    if "asyncio" not in ok or len(ok) < 2:
+        return
+    cpu = {x: statistics.median(r["cpu"] for r in runs[x]) for x in ok}
+    saved = {x: 1 - cpu[x] / cpu["asyncio"] for x in ok if x != "asyncio"}
+    best = max(saved, key=saved.get)
+    main_loop = "ferroloop" if "ferroloop" in saved else best
+
+    def less(v: float) -> str:
+        return f"{v:.0%} less" if v >= 0 else f"{-v:.0%} more"
+
+    savings = f"{main_loop} needs {less(saved[main_loop])} CPU than asyncio" + (
+        " (" + ", ".join(f"{x} {less(v)}" for x, v in saved.items() if x != main_loop) + ")"
+        if len(saved) > 1 else "")
+    python_code = ("aiohttp's Python code" if args.crawler == "aiohttp" else
+                   "the crawler's Python code and asyncio's Tasks")
+    shares = {x: p["shares"] for x, p in profiles.items() if "shares" in p}
+    compiled = {x: sh["loop"] for x, sh in shares.items() if x != "asyncio"}
+    if compiled:
+        who = "ferroloop" if "ferroloop" in compiled else next(iter(compiled))
+        if compiled[who] >= LOOP_BOTTLENECK_SHARE:
+            return
+        sh = shares[who]
+        others = ", ".join(f"{x}'s {v:.0f}%" for x, v in compiled.items() if x != who)
+        print(f"why the crawl gains little: the loop is not the bottleneck. {who}'s own code "
+              f"is {sh['loop']:.1f}% of the crawler's CPU" + (f" ({others})" if others else "")
+              + f"; the Python interpreter running {python_code} takes "
+              f"{sh['interpreter']:.0f}%, the kernel {sh['kernel']:.0f}%. A compiled loop saves "
+              f"only what stock asyncio's own Python loop code costs: here {savings}.")
+    elif saved[best] < 1 - 1 / 1.5:
+        print(f"why the crawl gains little: the loop is not the bottleneck. {savings}: the "
+              f"rest is {python_code} and the kernel (with perf, the demo's profile measures "
+              f"the split).")
 
 
 def echo_part(args: argparse.Namespace, loops: list[str],

@@ -1,18 +1,19 @@
 """The local HTTP/1.1 server for the demo's crawlers.
 
     python demo/server.py [--app aiohttp|protocol] [--port 0] [--size 16384] [--workers 2]
-                          [--lifeline-stdin]
+                          [--cpus 1] [--lifeline-stdin]
 
 It serves one deterministic HTML page (see ``page.py``) at ``/`` and ``/index.html``
 (GET and HEAD), with keep-alive and ``Connection: close`` handled as HTTP/1.1 says.
 ``--app`` picks what answers the requests:
 
 * ``aiohttp`` (default): an ``aiohttp.web`` application, run with ``web.AppRunner`` and
-  ``web.SockSite``, access log off. The aiohttp crawler (``crawler_aiohttp.py``) uses it.
+  ``web.SockSite``, access log off. ``main.py --server aiohttp`` uses it.
 * ``protocol``: a minimal ``asyncio.Protocol`` HTTP server: one callback per request, the
   complete response (headers plus page) pre-built as a single ``bytes`` object and written
-  with one call; 404, 405, 400 and 431 where they apply. The raw-socket crawler
-  (``crawler_raw.py``) uses it.
+  with one call; 404, 405, 400 and 431 where they apply. It costs the server a small
+  fraction of what a request costs an aiohttp client, so ``main.py`` uses it by default
+  (``--server light``), for both crawlers.
 
 Design, so that the server is never the bottleneck of the benchmark:
 
@@ -20,8 +21,10 @@ Design, so that the server is never the bottleneck of the benchmark:
   worker processes. Each worker listens on its own ``SO_REUSEPORT`` socket on that
   port, so the kernel spreads incoming connections across workers (no thundering herd).
 * Each worker runs on uvloop when it is importable (else on the stock loop).
+* ``--cpus`` pins the workers to those CPUs, so that a benchmark can keep the client's
+  CPU free of them.
 * When every worker is listening, the master prints
-  ``READY <port> app=... workers=N loop=... size=... pids=<worker pids>`` on stdout. The
+  ``READY <port> app=... workers=N loop=... size=... pids=<worker pids> cpus=...`` on stdout. The
   crawlers read the workers' CPU time from ``/proc/<pid>/stat`` to show how busy the
   server was.
 
@@ -375,6 +378,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "minimal HTTP/1.1 asyncio.Protocol server")
     p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
                    help="event loop of the workers: uvloop when importable (auto)")
+    p.add_argument("--cpus", help="comma-separated CPUs the workers run on "
+                                  "(os.sched_setaffinity; default: any)")
     p.add_argument("--lifeline-stdin", action="store_true",
                    help="exit when stdin reaches EOF (used when started by main.py)")
     args = p.parse_args(argv)
@@ -390,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
+        if args.cpus:
+            # Set before forking: the workers inherit it.
+            os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",") if c})
         port = master.start()
         kind = args.loop
         if kind == "auto":
@@ -399,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 kind = "asyncio"
         pids = ",".join(map(str, master.pids))
+        cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
         print(f"READY {port} app={args.app} workers={args.workers} loop={kind} "
-              f"size={args.size} pids={pids}", flush=True)
+              f"size={args.size} pids={pids} cpus={cpus}", flush=True)
         return master.wait()
     finally:
         master.stop()
