@@ -27,6 +27,7 @@ use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
 use crate::pyhelpers::{asyncio_logger, is_exit};
 use crate::sock_calls::{os_error, recv_bytes_copied};
+use crate::stream_delivery::{self, Received};
 use crate::tls_protocol::TlsProtocolCore;
 use crate::writable_buffer::recv_into_object;
 use crate::write_limits::WriteLimits;
@@ -454,8 +455,24 @@ impl SocketTransport {
 
     fn read_into_bytes(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let data = match recv_bytes_copied(py, slf.get().fd, MAX_READ) {
-            Ok(data) => data,
+        let received = match stream_delivery::probe(protocol) {
+            Some(target) => stream_delivery::recv_into_stream(slf.get().fd, target, MAX_READ),
+            None => recv_bytes_copied(py, slf.get().fd, MAX_READ).map(Received::Bytes),
+        };
+        let data = match received {
+            Ok(Received::Bytes(data)) => data,
+            Ok(Received::Eof) => return Self::on_eof(slf),
+            Ok(Received::Streamed(target)) => {
+                return match target.finish() {
+                    Err(err) if is_exit(py, &err) => Err(err),
+                    Err(err) => Self::fatal_error(
+                        slf,
+                        err,
+                        "Fatal error: protocol.data_received() call failed.",
+                    ),
+                    Ok(_) => Ok(()),
+                }
+            }
             Err(e) if sockio::would_block(&e) => return Ok(()),
             Err(e) => {
                 return Self::fatal_error(slf, os_error(e), "Fatal read error on socket transport")
