@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients lint fmt clean
 
 all: build
 
@@ -105,6 +105,23 @@ BENCH_NOTE ?=
 bench-report: $(DEPS)
 	$(PY) benchmarks/charts.py --results $(BENCH_RESULTS) --out docs/bench \
 	    $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)")
+
+# Real clients (asyncpg + PostgreSQL, redis-py + Redis): installs Debian's
+# servers if absent (root, apt-get) and the client libraries into .venv; the
+# script starts both servers on 127.0.0.1 in temp dirs and stops them by pid.
+CLIENT_DEPS := $(VENV)/.clients-installed
+
+$(CLIENT_DEPS): benchmarks/requirements-clients.txt $(DEPS)
+	$(PY) -m pip install -q -r benchmarks/requirements-clients.txt
+	touch $@
+
+bench-clients: build $(CLIENT_DEPS)
+	@if [ ! -x /usr/bin/redis-server ] || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+	    echo "installing postgresql and redis-server (apt-get)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get -y -q install postgresql redis-server >/dev/null || \
+	    { apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -y -q install postgresql redis-server >/dev/null; }; \
+	fi
+	$(PY) benchmarks/clients.py $(BENCH_ARGS)
 
 bench-net-selftest: build
 	$(LOADGEN)

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use ferroloop_engine::{clock, Interest, Poller, Waker};
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
-use pyo3::{PyTraverseError, PyVisit};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::context::copy_current_context_for_handle;
 use crate::debug;
@@ -24,6 +25,9 @@ use crate::handles::{Handle, TimerHandle, TimerState};
 use crate::pyhelpers::{extract_stack, lock};
 use crate::sock_waiter::{self, SockOp};
 use crate::state::{LoopState, Runnable, Scheduled};
+
+/// The `asyncio.futures` module, for `create_future`.
+static ASYNCIO_FUTURES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Token under which the waker's pipe is registered with the poller.
 pub(crate) const WAKER_TOKEN: u64 = u64::MAX;
@@ -311,6 +315,24 @@ impl LoopCore {
     /// The loop clock (`time.monotonic()`).
     fn time(&self) -> f64 {
         clock::monotonic()
+    }
+
+    /// `asyncio.futures.Future(loop=self)`, as the stock loop: CPython's own
+    /// (C) Future. Native because asyncio and its users call it once or more
+    /// per I/O round trip. `Future` is looked up in `asyncio.futures` on
+    /// every call, as the stock method does, so a patched class is honoured.
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let futures = ASYNCIO_FUTURES
+            .get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import("asyncio.futures")?.into_any().unbind())
+            })?
+            .bind(py);
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "loop"), slf)?;
+        futures
+            .getattr(intern!(py, "Future"))?
+            .call((), Some(&kwargs))
     }
 
     #[pyo3(signature = (callback, *args, context=None))]

@@ -22,6 +22,37 @@ def test_create_future_is_asyncio_future_bound_to_loop(loop):
     assert fut.get_loop() is loop
 
 
+def test_create_future_looks_up_future_class_at_each_call(loop, monkeypatch):
+    # As the stock loop's create_future: asyncio.futures.Future is read when
+    # called, so patching it (instrumentation, tests) takes effect.
+    class TracedFuture(asyncio.Future):
+        pass
+
+    monkeypatch.setattr(asyncio.futures, "Future", TracedFuture)
+    fut = loop.create_future()
+    assert type(fut) is TracedFuture and fut.get_loop() is loop
+    monkeypatch.undo()
+    assert type(loop.create_future()) is asyncio.Future
+
+
+def test_create_future_works_on_a_closed_loop_like_the_stock_one():
+    loop = ferroloop.new_event_loop()
+    loop.close()
+    assert loop.create_future().get_loop() is loop
+
+
+def test_create_future_overridable_in_a_subclass():
+    class MyLoop(ferroloop.Loop):
+        def create_future(self):
+            return "mine"
+
+    loop = MyLoop()
+    try:
+        assert loop.create_future() == "mine"
+    finally:
+        loop.close()
+
+
 def test_create_task_runs_coroutine_with_name(loop):
     async def work():
         return asyncio.current_task().get_name()

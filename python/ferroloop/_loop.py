@@ -31,19 +31,25 @@ from ._unix import UnixSocketsMixin
 
 # The ignore below: the native Handle/TimerHandle have asyncio's Handle API
 # but are not subclasses of asyncio.Handle, which typeshed's signatures name.
-class Loop(RunningMixin, SubprocessMixin,  # type: ignore[misc]
-           LifecycleMixin, TasksMixin,
+class Loop(RunningMixin, TransportsMixin,  # type: ignore[misc]
+           LoopCore,
+           SubprocessMixin, LifecycleMixin, TasksMixin,
            ExceptionHandlingMixin, AsyncGensMixin, ExecutorMixin, DnsMixin,
            SockOpsMixin, TcpMixin, TlsMixin, UdpMixin, UnixSocketsMixin, ServersMixin,
-           SendfileMixin, SignalsMixin, PipesMixin, TransportsMixin,
-           LoopCore, asyncio.AbstractEventLoop):
+           SendfileMixin, SignalsMixin, PipesMixin,
+           asyncio.AbstractEventLoop):
     """asyncio event loop running on ferroloop's native core.
 
-    Mixins come before LoopCore so their methods (close, set_debug,
-    add_reader, ...) wrap the native ones; UnixSocketsMixin comes before
-    ServersMixin because its _stop_serving extends the TCP one, and
-    SubprocessMixin before LifecycleMixin because its close() extends
-    that one (reaping children still running).
+    LoopCore comes third in the MRO, right after the two mixins whose
+    methods wrap native ones (RunningMixin.set_debug, TransportsMixin's
+    add_/remove_reader/writer): every call of a native method on the loop
+    (call_soon, time, call_at, ... many times per I/O round trip) checks
+    that the instance's type derives from LoopCore by walking the MRO up
+    to it, so the earlier it stands, the cheaper each call. The mixins
+    after it define no name LoopCore defines (tests/test_loop_mro.py).
+    UnixSocketsMixin comes before ServersMixin because its _stop_serving
+    extends the TCP one, and SubprocessMixin before LifecycleMixin because
+    its close() extends that one (reaping children still running).
     AbstractEventLoop is last because it only defines the interface.
     """
 

@@ -19,7 +19,6 @@ Which of these applies is read from the stock loop's create_task signature
 import inspect
 
 from asyncio import base_events
-from asyncio import futures
 from asyncio import tasks
 
 
@@ -67,11 +66,9 @@ def _new_task(loop, coro, kwargs):
 
 
 class TasksMixin:
-    _task_factory = None
+    """create_task and the task factory; create_future is native (LoopCore)."""
 
-    def create_future(self):
-        """Create a Future object attached to the loop."""
-        return futures.Future(loop=self)
+    _task_factory = None
 
     if _STYLE == 'forward':
         def create_task(self, coro, **kwargs):
