@@ -16,6 +16,7 @@ mod sock_calls;
 mod sock_waiter;
 mod socket_transport;
 mod state;
+mod timer_heap;
 mod tls_protocol;
 mod writable_buffer;
 mod write_limits;
