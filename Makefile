@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-scale-timers lint fmt clean
 
 all: build
 
@@ -86,6 +86,9 @@ bench-proc: build
 
 bench-tls: build
 	$(PY) benchmarks/tls.py
+
+bench-scale-timers: build
+	$(PY) benchmarks/scale_timers.py
 
 bench-net-selftest: build
 	$(LOADGEN)

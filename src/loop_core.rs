@@ -142,17 +142,19 @@ impl LoopCore {
             debug::check_thread(py, self.loop_thread())?;
             debug::check_callback(py, callback, method)?;
         }
-        let timers = self.state(py).timers.clone();
         let timer = TimerState {
             when,
-            heap: Arc::downgrade(&timers),
+            heap: Arc::downgrade(&self.state(py).timers),
         };
         let handle = self.make_handle(py, callback, args, context, Some(timer), true)?;
         let init = PyClassInitializer::from(handle).add_subclass(TimerHandle {});
         let timer_handle = Bound::new(py, init)?;
         untrack_one_shot(timer_handle.as_super());
         let base: Py<Handle> = timer_handle.as_super().clone().unbind();
-        timers.borrow_mut(py).push(when, Scheduled(base));
+        self.state(py)
+            .timers
+            .borrow_mut(py)
+            .push(when, Scheduled(base));
         Ok(timer_handle)
     }
 
