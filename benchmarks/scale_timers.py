@@ -296,7 +296,7 @@ def main(argv=None):
             if b == "ferroloop":
                 continue
             v = medians.get(b, {}).get(key)
-            row.append("-" if not f or not v or "ferroloop" in errors or b in errors
+            row.append("-" if f is None or not v or "ferroloop" in errors or b in errors
                        else f"{f / v:.2f}x")
         rows.append(row)
     print(table(header, rows))
