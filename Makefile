@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients bench-scale-timers lint fmt clean
 
 all: build
 
@@ -122,6 +122,9 @@ bench-clients: build $(CLIENT_DEPS)
 	    { apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -y -q install postgresql redis-server >/dev/null; }; \
 	fi
 	$(PY) benchmarks/clients.py $(BENCH_ARGS)
+
+bench-scale-timers: build
+	$(PY) benchmarks/scale_timers.py
 
 bench-net-selftest: build
 	$(LOADGEN)

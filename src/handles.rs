@@ -6,9 +6,8 @@
 //! part is set, so the loop's ready queue holds a single type.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 
-use ferroloop_engine::CancelCounter;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
@@ -18,6 +17,7 @@ use crate::context::{expose_context, release_context, run_in_context};
 use crate::gil_cell::GilCell;
 use crate::handle_lock::HandleLock;
 use crate::pyhelpers::{format_callback_source, lock};
+use crate::timer_heap::{self, Timers};
 
 /// The callable and its positional arguments. Dropped on `cancel()` so a
 /// cancelled handle no longer keeps what it would have called alive.
@@ -29,10 +29,18 @@ pub(crate) struct Callback {
 /// The timer part of a `TimerHandle`.
 pub(crate) struct TimerState {
     pub(crate) when: f64,
-    /// True while the handle sits in the loop's timer heap.
-    pub(crate) scheduled: AtomicBool,
-    /// Shared with the heap: counts cancellations of scheduled timers.
-    pub(crate) cancel_counter: CancelCounter,
+    /// The loop's heap, told when this handle is cancelled while in it.
+    pub(crate) heap: Weak<Timers>,
+}
+
+/// What only debug mode keeps, out of line: most handles never need it, and
+/// every pending handle would otherwise carry its size.
+struct DebugParts {
+    /// `format_helpers.extract_stack()` at creation.
+    source_traceback: Option<Py<PyAny>>,
+    /// `repr()` frozen at cancel time (as asyncio does) so slow-callback and
+    /// error reports still name the callback.
+    frozen_repr: Mutex<Option<String>>,
 }
 
 #[pyclass(
@@ -46,13 +54,13 @@ pub struct Handle {
     pub(crate) callback: GilCell<Option<Callback>>,
     pub(crate) context: Py<PyAny>,
     cancelled: AtomicBool,
+    /// True while a timer handle sits in the loop's timer heap (asyncio's
+    /// `_scheduled`). Beside the other flags rather than in `TimerState`, so
+    /// it takes no padded word of its own.
+    scheduled: AtomicBool,
     pub(crate) timer: Option<TimerState>,
-    /// `format_helpers.extract_stack()` at creation, in debug mode.
-    pub(crate) source_traceback: Option<Py<PyAny>>,
-    /// In debug mode, `repr()` is frozen at cancel time (as asyncio does) so
-    /// slow-callback and error reports still name the callback.
-    frozen_repr: Mutex<Option<String>>,
-    debug: bool,
+    /// Set in debug mode only (see `DebugParts`).
+    debug: Option<Box<DebugParts>>,
     /// Runs at most once (call_soon / call_later), unlike an fd watcher's
     /// handle, which runs on every readiness report. A one-shot handle lets go
     /// of its callback once it has run, so handle <-> callback reference
@@ -93,10 +101,14 @@ impl Handle {
             })),
             context,
             cancelled: AtomicBool::new(false),
+            scheduled: AtomicBool::new(timer.is_some()),
             timer,
-            source_traceback,
-            frozen_repr: Mutex::new(None),
-            debug,
+            debug: debug.then(|| {
+                Box::new(DebugParts {
+                    source_traceback,
+                    frozen_repr: Mutex::new(None),
+                })
+            }),
             one_shot,
             thread_lock: None,
         }
@@ -116,9 +128,12 @@ impl Handle {
     }
 
     pub(crate) fn mark_unscheduled(&self) {
-        if let Some(t) = &self.timer {
-            t.scheduled.store(false, Ordering::Relaxed);
-        }
+        self.scheduled.store(false, Ordering::Relaxed);
+    }
+
+    /// `format_helpers.extract_stack()` at creation, in debug mode.
+    pub(crate) fn source_traceback(&self) -> Option<&Py<PyAny>> {
+        self.debug.as_ref()?.source_traceback.as_ref()
     }
 
     /// The callable and arguments, unless cancelled.
@@ -146,7 +161,7 @@ impl Handle {
 
     #[inline]
     fn run_unlocked(&self, py: Python<'_>) -> PyResult<()> {
-        if !self.one_shot || self.debug {
+        if !self.one_shot || self.debug.is_some() {
             // Kept: it runs again (fd watcher), or debug reports name it.
             let Some((func, args)) = self.callback_parts(py) else {
                 return Ok(());
@@ -179,16 +194,19 @@ impl Handle {
         if self.cancelled.load(Ordering::Relaxed) {
             return Ok(());
         }
+        self.cancelled.store(true, Ordering::Relaxed);
         if let Some(t) = &self.timer {
-            if t.scheduled.load(Ordering::Relaxed) {
-                t.cancel_counter.increment();
+            if self.scheduled.load(Ordering::Relaxed) {
+                // After the flag is set: a compaction now removes this entry too.
+                timer_heap::note_cancelled(slf.py(), &t.heap);
             }
         }
-        if self.debug {
+        if let Some(d) = &self.debug {
+            // Frozen once cancelled, so it reads "cancelled", as asyncio's
+            // does. If repr fails, the callback is kept, as asyncio keeps it.
             let text = self.describe(slf.py(), &slf.get_type().name()?.to_string())?;
-            *lock(&self.frozen_repr) = Some(text);
+            *lock(&d.frozen_repr) = Some(text);
         }
-        self.cancelled.store(true, Ordering::Relaxed);
         // Drop the callable outside the lock: its destructor may run Python code.
         let dropped = self.callback.borrow_mut(slf.py()).take();
         drop(dropped);
@@ -197,8 +215,10 @@ impl Handle {
 
     /// asyncio's `_repr_info()` joined: `<Name [cancelled] [when=..] cb(args) [created at f:l]>`.
     fn describe(&self, py: Python<'_>, class_name: &str) -> PyResult<String> {
-        if let Some(text) = lock(&self.frozen_repr).as_ref() {
-            return Ok(text.clone());
+        if let Some(d) = &self.debug {
+            if let Some(text) = lock(&d.frozen_repr).as_ref() {
+                return Ok(text.clone());
+            }
         }
         let mut info = vec![class_name.to_owned()];
         if self.is_cancelled() {
@@ -213,7 +233,7 @@ impl Handle {
         if let Some((func, args)) = self.callback_parts(py) {
             info.push(format_callback_source(py, func.bind(py), args.bind(py))?);
         }
-        if let Some(tb) = &self.source_traceback {
+        if let Some(tb) = self.source_traceback() {
             let tb = tb.bind(py);
             if tb.len()? > 0 {
                 let frame = tb.get_item(-1)?;
@@ -287,7 +307,7 @@ impl Handle {
 
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.source_traceback.as_ref().map(|t| t.clone_ref(py))
+        self.source_traceback().map(|t| t.clone_ref(py))
     }
 }
 
@@ -315,7 +335,7 @@ impl TimerHandle {
 
     #[getter]
     fn _scheduled(slf: &Bound<'_, Self>) -> bool {
-        Self::timer(slf).scheduled.load(Ordering::Relaxed)
+        slf.as_super().get().scheduled.load(Ordering::Relaxed)
     }
 
     fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {

@@ -17,6 +17,7 @@ mod sock_waiter;
 mod socket_transport;
 mod state;
 mod stream_delivery;
+mod timer_heap;
 mod tls_protocol;
 mod writable_buffer;
 mod write_limits;

@@ -24,7 +24,8 @@ use crate::gil_cell::{GilCell, GilRefMut};
 use crate::handles::{Handle, TimerHandle, TimerState};
 use crate::pyhelpers::{extract_stack, lock};
 use crate::sock_waiter::{self, SockOp};
-use crate::state::{LoopState, Runnable, Scheduled};
+use crate::state::{LoopState, Runnable};
+use crate::timer_heap::Scheduled;
 
 /// The `asyncio.futures` module, for `create_future`.
 static ASYNCIO_FUTURES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -145,18 +146,19 @@ impl LoopCore {
             debug::check_thread(py, self.loop_thread())?;
             debug::check_callback(py, callback, method)?;
         }
-        let counter = self.state(py).timers.cancel_counter().clone();
         let timer = TimerState {
             when,
-            scheduled: AtomicBool::new(true),
-            cancel_counter: counter,
+            heap: Arc::downgrade(&self.state(py).timers),
         };
         let handle = self.make_handle(py, callback, args, context, Some(timer), true)?;
         let init = PyClassInitializer::from(handle).add_subclass(TimerHandle {});
         let timer_handle = Bound::new(py, init)?;
         untrack_one_shot(timer_handle.as_super());
         let base: Py<Handle> = timer_handle.as_super().clone().unbind();
-        self.state(py).timers.push(when, Scheduled(base));
+        self.state(py)
+            .timers
+            .borrow_mut(py)
+            .push(when, Scheduled(base));
         Ok(timer_handle)
     }
 
@@ -669,7 +671,7 @@ impl LoopCore {
         let (handles, orphans, poller, waker) = {
             let mut st = self.state(py);
             (
-                st.take_all(),
+                st.take_all(py),
                 st.take_orphans(true),
                 st.poller.take(),
                 st.waker.take(),
@@ -694,7 +696,14 @@ impl LoopCore {
 
     /// Number of scheduled timers (cancelled ones included until removed).
     fn _timer_count(&self, py: Python<'_>) -> usize {
-        self.state(py).timers.len()
+        self.state(py).timers.borrow_mut(py).len()
+    }
+
+    /// Number of cancelled timers still in the heap (asyncio's
+    /// `_timer_cancelled_count` attribute).
+    #[getter]
+    fn _timer_cancelled_count(&self, py: Python<'_>) -> usize {
+        self.state(py).timers.borrow_mut(py).cancelled_count()
     }
 
     /// Number of callbacks waiting in the ready queue.
@@ -712,7 +721,7 @@ impl LoopCore {
     fn __clear__(&self) {
         let (handles, orphans) = Python::attach(|py| {
             let mut st = self.state(py);
-            (st.take_all(), st.take_orphans(true))
+            (st.take_all(py), st.take_orphans(true))
         });
         drop(handles);
         drop(orphans);

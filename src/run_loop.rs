@@ -56,13 +56,16 @@ fn run_once(
 
     // 1 + 2a: housekeeping, the poll timeout, and whether to poll at all.
     let (timeout_ms, poller) = {
-        let mut st = core.state(py);
-        st.timers
-            .remove_cancelled(|t| garbage.push(Runnable::Handle(t.0)));
+        let st = core.state(py);
+        let mut timers = st.timers.borrow_mut(py);
+        timers.remove_cancelled(|t| {
+            t.0.get().mark_unscheduled();
+            garbage.push(Runnable::Handle(t.0));
+        });
         let timeout = if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
             Some(0.0)
         } else {
-            st.timers
+            timers
                 .next_deadline()
                 .map(|when| (when - clock::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT))
         };
@@ -142,13 +145,14 @@ fn run_once(
     {
         let mut st = core.state(py);
         let st = &mut *st;
-        let end_time = if st.timers.is_empty() {
+        let mut timers = st.timers.borrow_mut(py);
+        let end_time = if timers.is_empty() {
             f64::NEG_INFINITY
         } else {
             clock::monotonic() + core.clock_resolution
         };
         let ready = &mut st.ready;
-        st.timers.pop_due(
+        timers.pop_due(
             end_time,
             |t| {
                 t.0.get().mark_unscheduled();
@@ -266,7 +270,7 @@ fn report_callback_error(slf: &Bound<'_, LoopCore>, item: &Runnable, err: PyErr)
     // into_value keeps the traceback on the exception (value() would not on 3.11).
     context.set_item("exception", err.into_value(py))?;
     context.set_item("handle", handle.bind(py))?;
-    if let Some(tb) = &h.source_traceback {
+    if let Some(tb) = h.source_traceback() {
         if tb.bind(py).is_truthy()? {
             context.set_item("source_traceback", tb.bind(py))?;
         }

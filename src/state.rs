@@ -9,22 +9,13 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use ferroloop_engine::{Poller, ReadyQueue, Registration, Timer, TimerHeap, Waker};
+use ferroloop_engine::{Poller, ReadyQueue, Registration, Waker};
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::Handle;
 use crate::sock_waiter::SockWaiter;
-
-/// A handle in the timer heap.
-pub(crate) struct Scheduled(pub(crate) Py<Handle>);
-
-impl Timer for Scheduled {
-    #[inline]
-    fn is_cancelled(&self) -> bool {
-        self.0.get().is_cancelled()
-    }
-}
+use crate::timer_heap::{new_timers, Timers};
 
 /// What the ready queue and the fd watcher maps hold: a Python callback, or
 /// a socket operation's native waiter (which needs no Python object of its
@@ -78,8 +69,10 @@ pub(crate) struct Orphans {
 pub(crate) struct LoopState {
     /// asyncio's `_ready`.
     pub(crate) ready: ReadyQueue<Runnable>,
-    /// asyncio's `_scheduled`.
-    pub(crate) timers: TimerHeap<Scheduled>,
+    /// asyncio's `_scheduled`; the only strong reference (handles keep weak
+    /// ones, see `timer_heap`). Borrowed on its own, inside or outside a
+    /// borrow of this state, never across a Python call.
+    pub(crate) timers: Arc<Timers>,
     /// `add_reader` / `add_writer` registrations (and socket operations'
     /// waiters) by fd: one per fd and side, as in asyncio.
     pub(crate) readers: HashMap<RawFd, Runnable>,
@@ -106,7 +99,7 @@ impl LoopState {
     pub(crate) fn new(poller: Arc<Poller>, waker: Waker) -> Self {
         LoopState {
             ready: ReadyQueue::new(),
-            timers: TimerHeap::new(),
+            timers: new_timers(),
             readers: HashMap::new(),
             writers: HashMap::new(),
             registered: HashMap::new(),
@@ -134,17 +127,20 @@ impl LoopState {
         for o in self.fileobjs.values().chain(self.orphan_objs.iter()) {
             visit.call(o)?;
         }
-        for s in self.timers.iter() {
-            visit.call(&s.0)?;
+        if let Some(timers) = self.timers.peek_for_gc() {
+            for s in timers.iter() {
+                visit.call(&s.0)?;
+            }
         }
         Ok(())
     }
 
     /// Empties everything (loop close); the caller drops the result unlocked.
-    pub(crate) fn take_all(&mut self) -> Vec<Runnable> {
+    pub(crate) fn take_all(&mut self, py: Python<'_>) -> Vec<Runnable> {
         let mut out = self.ready.drain_all();
         out.extend(
             self.timers
+                .borrow_mut(py)
                 .drain_all()
                 .into_iter()
                 .map(|s| Runnable::Handle(s.0)),

@@ -61,8 +61,10 @@ def test_cancelled_timers_are_freed_when_they_are_the_majority(loop):
         h.cancel()
     loop.call_soon(loop.stop)
     loop.run_forever()
-    # Only the live timer is left: the 10,000 cancelled ones were compacted away.
-    assert loop._timer_count() == 1
+    # The 10,000 cancelled ones were compacted away (as they were cancelled:
+    # see test_timer_memory.py); at most asyncio's threshold of 100 is left.
+    assert loop._timer_count() - loop._timer_cancelled_count == 1
+    assert loop._timer_count() <= 101
     keep.cancel()
 
 

@@ -24,6 +24,6 @@ pub mod write_queue;
 
 pub use poller::{timeout_to_ms, Event, Events, Interest, Poller, Registration};
 pub use ready::ReadyQueue;
-pub use timers::{CancelCounter, Timer, TimerHeap};
+pub use timers::{Timer, TimerHeap};
 pub use waker::Waker;
 pub use write_queue::WriteQueue;

@@ -6,11 +6,16 @@
 //! entries are the majority, when the heap is rebuilt without them
 //! ([`TimerHeap::compact_if_needed`]) so a program that schedules and cancels
 //! millions of timers does not keep them alive.
+//!
+//! The owner reports each cancellation of a scheduled timer
+//! ([`TimerHeap::note_cancelled`]) and may compact right then, not only when
+//! the loop next iterates: a million `call_later(...).cancel()` made before
+//! the loop runs then hold about a hundred entries, not a million. Each
+//! compaction costs O(len) and is preceded by at least len/2 cancellations
+//! since the previous one, so it is amortised O(1) per cancel.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use std::sync::Arc;
 
 /// Below this many scheduled timers the heap is never compacted
 /// (asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`).
@@ -18,34 +23,6 @@ pub const MIN_TIMERS_TO_COMPACT: usize = 100;
 /// Compact when more than this fraction of the heap is cancelled
 /// (asyncio's `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`).
 pub const CANCELLED_FRACTION_TO_COMPACT: f64 = 0.5;
-
-/// Counts timers cancelled while still in the heap. A timer handle holds a
-/// clone and bumps it on `cancel()`; the heap reads it to decide compaction.
-#[derive(Debug, Clone, Default)]
-pub struct CancelCounter(Arc<AtomicUsize>);
-
-impl CancelCounter {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn increment(&self) {
-        self.0.fetch_add(1, AtomicOrdering::Relaxed);
-    }
-    fn decrement(&self) {
-        // Saturating: a handle cancelled and popped concurrently must not wrap.
-        let _ = self
-            .0
-            .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
-    }
-    pub fn get(&self) -> usize {
-        self.0.load(AtomicOrdering::Relaxed)
-    }
-    fn reset(&self) {
-        self.0.store(0, AtomicOrdering::Relaxed);
-    }
-}
 
 /// Something stored in the heap that may have been cancelled since.
 pub trait Timer {
@@ -83,7 +60,8 @@ impl<T> Ord for Entry<T> {
 pub struct TimerHeap<T> {
     heap: BinaryHeap<Entry<T>>,
     next_seq: u64,
-    cancelled: CancelCounter,
+    /// Entries cancelled while in the heap (asyncio's `_timer_cancelled_count`).
+    cancelled: usize,
 }
 
 impl<T: Timer> Default for TimerHeap<T> {
@@ -97,13 +75,46 @@ impl<T: Timer> TimerHeap<T> {
         TimerHeap {
             heap: BinaryHeap::new(),
             next_seq: 0,
-            cancelled: CancelCounter::new(),
+            cancelled: 0,
         }
     }
 
-    /// The counter timer handles must bump when cancelled while scheduled.
-    pub fn cancel_counter(&self) -> &CancelCounter {
-        &self.cancelled
+    /// Records that an entry still in the heap was cancelled; its owner calls
+    /// this once per such cancellation.
+    pub fn note_cancelled(&mut self) {
+        self.cancelled += 1;
+    }
+
+    /// Cancelled entries still in the heap, as far as reported.
+    pub fn cancelled_count(&self) -> usize {
+        self.cancelled
+    }
+
+    /// Rebuilds the heap without its cancelled entries when they are more
+    /// than [`CANCELLED_FRACTION_TO_COMPACT`] of a heap larger than
+    /// [`MIN_TIMERS_TO_COMPACT`] (asyncio's rule). Removed items go to
+    /// `dropped`. Returns whether it compacted.
+    pub fn compact_if_needed(&mut self, mut dropped: impl FnMut(T)) -> bool {
+        let count = self.heap.len();
+        if count <= MIN_TIMERS_TO_COMPACT
+            || self.cancelled as f64 / count as f64 <= CANCELLED_FRACTION_TO_COMPACT
+        {
+            return false;
+        }
+        let entries = std::mem::take(&mut self.heap).into_vec();
+        // A new, right-sized vector: the old one (as large as the heap ever
+        // was) is freed with the cancelled entries.
+        let mut live = Vec::with_capacity(count - self.cancelled.min(count));
+        for e in entries {
+            if e.item.is_cancelled() {
+                dropped(e.item);
+            } else {
+                live.push(e);
+            }
+        }
+        self.heap = BinaryHeap::from(live);
+        self.cancelled = 0;
+        true
     }
 
     /// Schedules `item` at `when`. NaN deadlines sort after every number.
@@ -132,27 +143,13 @@ impl<T: Timer> TimerHeap<T> {
     /// Removed items are handed to `dropped` (so Python objects can be
     /// released outside any lock).
     pub fn remove_cancelled(&mut self, mut dropped: impl FnMut(T)) {
-        let count = self.heap.len();
-        if count > MIN_TIMERS_TO_COMPACT
-            && self.cancelled.get() as f64 / count as f64 > CANCELLED_FRACTION_TO_COMPACT
-        {
-            let entries = std::mem::take(&mut self.heap).into_vec();
-            let mut live = Vec::with_capacity(count - self.cancelled.get().min(count));
-            for e in entries {
-                if e.item.is_cancelled() {
-                    dropped(e.item);
-                } else {
-                    live.push(e);
-                }
-            }
-            self.heap = BinaryHeap::from(live);
-            self.cancelled.reset();
-        } else {
-            while self.heap.peek().is_some_and(|e| e.item.is_cancelled()) {
-                if let Some(e) = self.heap.pop() {
-                    self.cancelled.decrement();
-                    dropped(e.item);
-                }
+        if self.compact_if_needed(&mut dropped) {
+            return;
+        }
+        while self.heap.peek().is_some_and(|e| e.item.is_cancelled()) {
+            if let Some(e) = self.heap.pop() {
+                self.cancelled = self.cancelled.saturating_sub(1);
+                dropped(e.item);
             }
         }
     }
@@ -164,7 +161,7 @@ impl<T: Timer> TimerHeap<T> {
         while self.heap.peek().is_some_and(|e| e.when < end_time) {
             let Some(e) = self.heap.pop() else { break };
             if e.item.is_cancelled() {
-                self.cancelled.decrement();
+                self.cancelled = self.cancelled.saturating_sub(1);
                 dropped(e.item);
             } else {
                 due(e.item);
@@ -179,7 +176,7 @@ impl<T: Timer> TimerHeap<T> {
 
     /// Empties the heap (loop close), handing every item back.
     pub fn drain_all(&mut self) -> Vec<T> {
-        self.cancelled.reset();
+        self.cancelled = 0;
         std::mem::take(&mut self.heap)
             .into_vec()
             .into_iter()
@@ -252,13 +249,13 @@ mod tests {
         h.push(1.0, a.clone());
         h.push(2.0, t(2));
         a.cancelled.set(true);
-        h.cancel_counter().increment();
+        h.note_cancelled();
         let mut dropped = vec![];
         let mut due = vec![];
         h.pop_due(10.0, |x| due.push(x.id), |x| dropped.push(x.id));
         assert_eq!(due, vec![2]);
         assert_eq!(dropped, vec![1]);
-        assert_eq!(h.cancel_counter().get(), 0);
+        assert_eq!(h.cancelled_count(), 0);
     }
 
     #[test]
@@ -268,7 +265,7 @@ mod tests {
         h.push(1.0, a.clone());
         h.push(2.0, t(2));
         a.cancelled.set(true);
-        h.cancel_counter().increment();
+        h.note_cancelled();
         h.remove_cancelled(|_| {});
         assert_eq!(h.next_deadline(), Some(2.0));
     }
@@ -285,13 +282,13 @@ mod tests {
         // Cancel the later 900: the head stays live, so only compaction frees them.
         for x in &all[100..] {
             x.cancelled.set(true);
-            h.cancel_counter().increment();
+            h.note_cancelled();
         }
         let mut dropped = 0;
         h.remove_cancelled(|_| dropped += 1);
         assert_eq!(dropped, 900);
         assert_eq!(h.len(), 100);
-        assert_eq!(h.cancel_counter().get(), 0);
+        assert_eq!(h.cancelled_count(), 0);
         assert_eq!(due_ids(&mut h, 1e9), (0..100).collect::<Vec<_>>());
     }
 
@@ -306,7 +303,7 @@ mod tests {
         }
         for x in &all[1..] {
             x.cancelled.set(true);
-            h.cancel_counter().increment();
+            h.note_cancelled();
         }
         h.remove_cancelled(|_| {});
         assert_eq!(
@@ -314,6 +311,41 @@ mod tests {
             50,
             "head is live: nothing popped, nothing compacted"
         );
+    }
+
+    #[test]
+    fn compacting_at_each_cancel_keeps_the_heap_bounded() {
+        let mut h = TimerHeap::new();
+        let mut compactions = 0;
+        for id in 0..100_000 {
+            let x = t(id);
+            h.push(1.0 + id as f64, x.clone());
+            x.cancelled.set(true);
+            h.note_cancelled();
+            if h.compact_if_needed(|_| {}) {
+                compactions += 1;
+            }
+            assert!(h.len() <= MIN_TIMERS_TO_COMPACT + 1);
+        }
+        // One O(100) rebuild per ~100 cancels: amortised O(1).
+        assert!((900..=1100).contains(&compactions), "{compactions}");
+    }
+
+    #[test]
+    fn compaction_keeps_equal_deadlines_in_scheduling_order() {
+        let mut h = TimerHeap::new();
+        for id in 0..3000 {
+            let x = t(id);
+            h.push(5.0, x.clone());
+            if id % 3 != 0 {
+                x.cancelled.set(true);
+                h.note_cancelled();
+                h.compact_if_needed(|_| {});
+            }
+        }
+        assert!(h.len() < 3000);
+        let live: Vec<u32> = (0..3000).filter(|id| id % 3 == 0).collect();
+        assert_eq!(due_ids(&mut h, 6.0), live);
     }
 
     #[test]
