@@ -11,9 +11,12 @@ mod handle_lock;
 mod handles;
 mod loop_core;
 mod pyhelpers;
+mod read_buffer;
 mod run_loop;
 mod sock_calls;
+mod sock_dgram;
 mod sock_waiter;
+mod sockaddr;
 mod socket_transport;
 mod state;
 mod tls_protocol;
@@ -33,6 +36,12 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_into_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::read_fd, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::recvfrom_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::recvfrom_into_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::sendto_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_recvfrom, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_recvfrom_into, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_sendto, m)?)?;
     m.add_class::<tls_protocol::TlsProtocolCore>()?;
     m.add_function(wrap_pyfunction!(tls_protocol::tls_app_write, m)?)?;
     Ok(())
