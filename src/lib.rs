@@ -3,7 +3,7 @@
 //! in the `ferroloop-engine` crate, free of Python.
 
 mod context;
-mod datagram_transport;
+
 mod debug;
 mod fd_watchers;
 mod gil_cell;
@@ -20,6 +20,7 @@ mod sockaddr;
 mod socket_transport;
 mod state;
 mod tls_protocol;
+mod transports;
 mod writable_buffer;
 mod write_limits;
 
@@ -31,7 +32,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<socket_transport::SocketTransport>()?;
-    m.add_class::<datagram_transport::DatagramTransport>()?;
+    m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_into_nowait, m)?)?;
