@@ -9,6 +9,7 @@ mod fd_watchers;
 mod gil_cell;
 mod handle_lock;
 mod handles;
+mod iteration;
 mod loop_core;
 mod pyhelpers;
 mod read_buffer;

@@ -24,6 +24,7 @@
 //! and the Python-facing methods.
 
 mod datagram_io;
+mod drain;
 mod flow;
 mod lifecycle;
 
@@ -100,6 +101,8 @@ struct DatagramState {
     limits: WriteLimits,
     /// The last sender's address, raw and as handed to the protocol.
     last_peer: Option<(RawAddr, Py<PyAny>)>,
+    /// Whether reading on after a datagram is worth a try (drain.rs).
+    drain: drain::Hint,
 }
 
 #[pyclass(frozen, weakref, module = "ferroloop._ferroloop")]
@@ -164,6 +167,49 @@ impl DatagramTransport {
         this.core_ref()
             .watch_fd(py, this.fd, Side::Read, &cb, PyTuple::empty(py), None)
             .map(drop)
+    }
+
+    /// One datagram (or receive error) to the protocol, as asyncio's
+    /// `_read_ready`; true when a datagram was delivered.
+    fn read_one(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        let sock = {
+            let st = this.st(py);
+            if st.conn_lost > 0 {
+                return Ok(false);
+            }
+            st.sock.as_ref().map(|s| s.clone_ref(py))
+        };
+        let received = match (this.native_family, &sock) {
+            (Some(_), Some(_)) => this.recv_native(py),
+            (_, Some(sock)) => this.recv_via_python(py, sock.bind(py)),
+            (_, None) => Err(PyAttributeError::new_err(
+                "'NoneType' object has no attribute 'recvfrom'",
+            )),
+        };
+        match received {
+            Ok(None) => Ok(false),
+            Ok(Some((data, addr))) => {
+                let protocol = this.protocol_or_err(py, "datagram_received")?;
+                protocol
+                    .bind(py)
+                    .call_method1(intern!(py, "datagram_received"), (data, addr))?;
+                Ok(true)
+            }
+            Err(err) if err.is_instance_of::<PyOSError>(py) => {
+                let protocol = this.protocol_or_err(py, "error_received")?;
+                protocol
+                    .bind(py)
+                    .call_method1(intern!(py, "error_received"), (err.into_value(py),))?;
+                Ok(false)
+            }
+            Err(err) if is_exit(py, &err) => Err(err),
+            Err(err) => {
+                Self::fatal_error(slf, err, "Fatal read error on datagram transport")?;
+                Ok(false)
+            }
+        }
     }
 
     fn stop_reading(&self, py: Python<'_>) -> PyResult<()> {
@@ -248,6 +294,7 @@ impl DatagramTransport {
             protocol_paused: false,
             limits: WriteLimits::default(py),
             last_peer: None,
+            drain: drain::Hint::default(),
         };
         let transport = Bound::new(
             py,
@@ -309,43 +356,26 @@ impl DatagramTransport {
         Self::start_reading(slf)
     }
 
-    /// The fd is readable: one datagram to the protocol.
+    /// The fd is readable: one datagram to the protocol (and, when the
+    /// stock loop would run nothing else before it, the next ones queued:
+    /// drain.rs).
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let sock = {
-            let st = this.st(py);
-            if st.conn_lost > 0 {
-                return Ok(());
+        // The reader running now, before the protocol can replace it.
+        let reader = this.drain_reader(py);
+        let mut delivered = 0;
+        let wasted = loop {
+            if !Self::read_one(slf)? {
+                break delivered > 0;
             }
-            st.sock.as_ref().map(|s| s.clone_ref(py))
+            delivered += 1;
+            if !this.may_read_more(py, delivered, reader.as_ref()) {
+                break false;
+            }
         };
-        let received = match (this.native_family, &sock) {
-            (Some(_), Some(_)) => this.recv_native(py),
-            (_, Some(sock)) => this.recv_via_python(py, sock.bind(py)),
-            (_, None) => Err(PyAttributeError::new_err(
-                "'NoneType' object has no attribute 'recvfrom'",
-            )),
-        };
-        match received {
-            Ok(None) => Ok(()),
-            Ok(Some((data, addr))) => {
-                let protocol = this.protocol_or_err(py, "datagram_received")?;
-                protocol
-                    .bind(py)
-                    .call_method1(intern!(py, "datagram_received"), (data, addr))
-                    .map(drop)
-            }
-            Err(err) if err.is_instance_of::<PyOSError>(py) => {
-                let protocol = this.protocol_or_err(py, "error_received")?;
-                protocol
-                    .bind(py)
-                    .call_method1(intern!(py, "error_received"), (err.into_value(py),))
-                    .map(drop)
-            }
-            Err(err) if is_exit(py, &err) => Err(err),
-            Err(err) => Self::fatal_error(slf, err, "Fatal read error on datagram transport"),
-        }
+        this.drain_done(py, delivered, wasted);
+        Ok(())
     }
 
     #[pyo3(signature = (data, addr=None))]
