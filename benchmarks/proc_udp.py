@@ -7,6 +7,12 @@ Cells (see --help for the list):
       WINDOW datagrams in flight; each carries an 8-byte sequence number and a
       body derived from it, and every echo is checked (known sequence number,
       not a duplicate, exact length and content). Result: round trips/s.
+  udp-sock-64    a UDP ping-pong through the low-level socket API: a server
+      task loops on loop.sock_recvfrom + loop.sock_sendto (reply to the
+      sender), the client task sends one 64-byte datagram with
+      loop.sock_sendto and awaits its echo with loop.sock_recvfrom (one in
+      flight, so every call waits). Each echo must be the datagram sent,
+      from the server's address. Result: round trips/s.
   spawn-c50 / spawn-seq       asyncio.create_subprocess_exec(<true>) + wait(),
       1,000 children with at most 50 in flight / 1,000 one at a time.
       Every returncode must be 0 and no child may be left un-reaped at the end
@@ -54,18 +60,20 @@ DRAIN_S = 1.0          # after the measured window: wait this long for the last 
 CELLS = {
     "udp-echo-64": {"kind": "udp", "size": 64},
     "udp-echo-1k": {"kind": "udp", "size": 1024},
+    "udp-sock-64": {"kind": "sock", "size": 64},
     "spawn-c50": {"kind": "spawn", "n": 1000, "limit": 50},
     "spawn-seq": {"kind": "spawn", "n": 1000, "limit": 1},
 }
 DESCRIPTIONS = {
     "udp-echo-64": f"DatagramProtocol echo, 64 B datagrams, {WINDOW} in flight, round trips/s",
     "udp-echo-1k": f"DatagramProtocol echo, 1 KiB datagrams, {WINDOW} in flight, round trips/s",
+    "udp-sock-64": "sock_recvfrom/sock_sendto ping-pong, 64 B, one in flight, round trips/s",
     "spawn-c50": "create_subprocess_exec('true') + wait, 1,000 children, 50 in flight, children/s",
     "spawn-seq": "create_subprocess_exec('true') + wait, 1,000 children one at a time, children/s",
 }
 QUICK_SPAWN_SCALE = 0.3
 # selftest: sabotage -> a cell it must break
-SABOTAGES = {"drop": "udp-echo-64", "corrupt": "udp-echo-1k", "duplicate": "udp-echo-64",
+SABOTAGES = {"sock-corrupt": "udp-sock-64", "drop": "udp-echo-64", "corrupt": "udp-echo-1k", "duplicate": "udp-echo-64",
              "wrong-seq": "udp-echo-64", "false": "spawn-c50", "zombie": "spawn-seq"}
 
 
@@ -233,6 +241,77 @@ async def udp_echo(loop, size, duration, warmup):
             "late": client.late, "cpu_user_us": user, "cpu_sys_us": sys_}
 
 
+# ------------------------------------------------------------ sock_* ping-pong
+
+
+async def udp_sock_pingpong(loop, size, duration, warmup, rounds=None):
+    """Round trips through sock_sendto / sock_recvfrom until `duration`
+    seconds have been measured after `warmup` (or exactly `rounds` round
+    trips, for instruction counts)."""
+    import socket
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for s in (server, client):
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+    server_addr, client_addr = server.getsockname(), client.getsockname()
+
+    async def serve():
+        while True:
+            data, addr = await loop.sock_recvfrom(server, 2048)
+            if SABOTAGE == "sock-corrupt" and data[:HEADER] == (500).to_bytes(HEADER, "big"):
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            await loop.sock_sendto(server, data, addr)
+
+    body = bytes((k * 7 + 1) & 0xFF for k in range(size - HEADER))
+    done = 0
+
+    async def one(seq):
+        out = seq.to_bytes(HEADER, "big") + body
+        try:
+            await loop.sock_sendto(client, out, server_addr)
+        except NotImplementedError as exc:
+            raise Skip(f"sock_sendto: NotImplementedError {exc}".strip()) from None
+        data, addr = await loop.sock_recvfrom(client, 2048)
+        if data != out or addr != server_addr:
+            raise BenchmarkError(f"round trip {seq}: got {len(data)} bytes from {addr!r}, "
+                                 f"expected the {len(out)} sent, from {server_addr!r}")
+
+    server_task = loop.create_task(serve())
+    try:
+        if rounds is not None:
+            for seq in range(rounds):
+                await one(seq)
+            return {"ops": rounds, "seconds": 0.0}
+        t_end = time.perf_counter() + warmup
+        seq = 0
+        while time.perf_counter() < t_end:
+            await one(seq)
+            seq += 1
+        t0 = time.perf_counter()
+        t_end = t0 + duration
+        while True:
+            for _ in range(100):
+                await one(seq)
+                seq += 1
+                done += 1
+            t1 = time.perf_counter()
+            if t1 >= t_end:
+                break
+        if server.getsockname() != server_addr or client.getsockname() != client_addr:
+            raise BenchmarkError("socket addresses changed")
+        return {"ops": done, "seconds": t1 - t0}
+    finally:
+        server_task.cancel()
+        try:
+            await server_task
+        except asyncio.CancelledError:
+            pass
+        server.close()
+        client.close()
+
+
 # ------------------------------------------------------------------ subprocess
 
 
@@ -294,6 +373,10 @@ def worker_main(loop_name, cell_name, duration, warmup, spawn_scale):
             # short untimed run first (imports, first-use paths), as run.py's warm-up
             loop.run_until_complete(udp_echo(loop, cell["size"], 0.1, 0.05))
             result = loop.run_until_complete(udp_echo(loop, cell["size"], duration, warmup))
+        elif cell["kind"] == "sock":
+            loop.run_until_complete(udp_sock_pingpong(loop, cell["size"], 0.1, 0.05))
+            result = loop.run_until_complete(
+                udp_sock_pingpong(loop, cell["size"], duration, warmup))
         else:
             true_path = shutil.which("true")
             if not true_path:

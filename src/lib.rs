@@ -3,22 +3,27 @@
 //! in the `ferroloop-engine` crate, free of Python.
 
 mod context;
-mod datagram_transport;
+
 mod debug;
 mod fd_watchers;
 mod gil_cell;
 mod handle_lock;
 mod handles;
+mod iteration;
 mod loop_core;
 mod pyhelpers;
+mod read_buffer;
 mod run_loop;
 mod sock_calls;
+mod sock_dgram;
 mod sock_waiter;
+mod sockaddr;
 mod socket_transport;
 mod state;
 mod stream_delivery;
 mod timer_heap;
 mod tls_protocol;
+mod transports;
 mod writable_buffer;
 mod write_limits;
 
@@ -30,11 +35,17 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<socket_transport::SocketTransport>()?;
-    m.add_class::<datagram_transport::DatagramTransport>()?;
+    m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_into_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::read_fd, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::recvfrom_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::recvfrom_into_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::sendto_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_recvfrom, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_recvfrom_into, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_sendto, m)?)?;
     m.add_class::<tls_protocol::TlsProtocolCore>()?;
     m.add_function(wrap_pyfunction!(tls_protocol::tls_app_write, m)?)?;
     Ok(())

@@ -23,6 +23,7 @@ use pyo3::types::PyDict;
 use crate::debug;
 use crate::fd_watchers::{self, Side};
 use crate::handles::Handle;
+use crate::iteration;
 use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
 use crate::pyhelpers::{format_callback_source, is_exit, lock};
 use crate::state::{LoopState, Runnable};
@@ -171,6 +172,7 @@ fn run_once(
 
     let debug = core.is_debug();
     while let Some(item) = batch.pop_front() {
+        iteration::set_last_of_batch(batch.is_empty());
         let result = match &item {
             Runnable::Handle(handle) => {
                 let h = handle.get();
@@ -187,11 +189,13 @@ fn run_once(
         };
         if let Err(err) = result {
             if let Err(fatal) = report_callback_error(slf, &item, err) {
+                iteration::set_last_of_batch(false);
                 core.state(py).ready.requeue_front(batch);
                 return Err(fatal);
             }
         }
     }
+    iteration::set_last_of_batch(false);
     Ok(())
 }
 

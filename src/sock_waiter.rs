@@ -1,5 +1,6 @@
-//! Native waiters behind `sock_recv`, `sock_recv_into`, `sock_sendall` and
-//! `sock_accept`.
+//! Native waiters behind `sock_recv`, `sock_recv_into`, `sock_sendall`,
+//! `sock_accept`, `sock_connect`, `sock_recvfrom`, `sock_recvfrom_into` and
+//! `sock_sendto`.
 //!
 //! asyncio's selector loop waits for a socket by registering a Python
 //! callback with `add_reader` / `add_writer` that retries the call, and it
@@ -34,6 +35,7 @@ use crate::handles::Handle;
 use crate::loop_core::LoopCore;
 use crate::pyhelpers::{is_exit, slice_of};
 use crate::sock_calls::{self, os_error};
+use crate::sock_dgram::{self, DgramOp};
 use crate::state::{LoopState, Runnable};
 
 /// The call a waiter retries until it succeeds or fails.
@@ -56,6 +58,8 @@ pub(crate) enum SockOp {
     /// The end of a background `sock.connect(address)`: `SO_ERROR` says
     /// how it went (selector_events' `_sock_connect_cb`).
     Connect { address: Py<PyAny> },
+    /// `sock.recvfrom`, `sock.recvfrom_into` or `sock.sendto` (sock_dgram.rs).
+    Dgram(DgramOp),
 }
 
 impl SockOp {
@@ -80,6 +84,7 @@ impl SockOp {
             SockOp::Connect { address } => SockOp::Connect {
                 address: address.clone_ref(py),
             },
+            SockOp::Dgram(op) => SockOp::Dgram(op.clone_ref(py)),
         }
     }
 
@@ -91,6 +96,7 @@ impl SockOp {
             SockOp::SendAll { .. } => "_sock_sendall",
             SockOp::Accept => "_sock_accept",
             SockOp::Connect { .. } => "_sock_connect_cb",
+            SockOp::Dgram(op) => op.name(),
         }
     }
 }
@@ -230,6 +236,7 @@ impl SockWaiter {
             SockOp::RecvInto { buf } => visit.call(buf),
             SockOp::SendAll { data, .. } => visit.call(data),
             SockOp::Connect { address } => visit.call(address),
+            SockOp::Dgram(op) => op.traverse(visit),
             SockOp::Recv { .. } | SockOp::Accept => Ok(()),
         }
     }
@@ -347,6 +354,10 @@ fn attempt(py: Python<'_>, sock: &Bound<'_, PyAny>, plain: bool, op: &SockOp) ->
                 other => Ok(other),
             }
         }
+        SockOp::Dgram(op) => Ok(match sock_dgram::attempt(sock, op)? {
+            Some(value) => Step::Done(value.unbind()),
+            None => Step::Wait,
+        }),
         SockOp::Accept => match py_step(py, sock.call_method0(intern!(py, "accept")))? {
             Step::Done(pair) => {
                 let conn = pair.bind(py).get_item(0)?;

@@ -45,6 +45,18 @@ impl Drop for WritableBuffer {
     }
 }
 
+/// Runs `f` on `obj`'s writable buffer (start, length in bytes): Err when
+/// obj does not export one (TypeError / BufferError as `w*` raises them).
+/// The export lasts until `f` returns; `f` must not run Python code.
+pub(crate) fn with_writable_buffer<R>(
+    obj: &Bound<'_, PyAny>,
+    f: impl FnOnce(*mut u8, usize) -> R,
+) -> PyResult<R> {
+    let buffer = WritableBuffer::get(obj)?;
+    let len = usize::try_from(buffer.view.len).unwrap_or(0);
+    Ok(f(buffer.view.buf.cast(), len))
+}
+
 /// `sock.recv_into(obj)` on the socket `fd`: Err(PyErr) when obj is not a
 /// writable buffer, Ok(Err(io)) when the kernel refuses (EAGAIN included).
 pub(crate) fn recv_into_object(fd: RawFd, obj: &Bound<'_, PyAny>) -> PyResult<io::Result<usize>> {

@@ -4,21 +4,25 @@ Same scheme as asyncio's selector loop: try the non-blocking call at once;
 if it would block, wait for the fd to be ready, retry, and resolve a future
 with the outcome.
 
-sock_recv, sock_recv_into, sock_sendall, sock_accept and sock_connect wait
-natively: the loop registers a waiter (src/sock_waiter.rs) that makes the
-call and resolves the future itself, removing its registration as it does.
+sock_recv, sock_recv_into, sock_sendall, sock_accept, sock_connect,
+sock_recvfrom, sock_recvfrom_into and sock_sendto wait natively: the loop
+registers a waiter (src/sock_waiter.rs) that makes the call and resolves the
+future itself, removing its registration as it does.
 When the wait ends otherwise (the awaiting task is cancelled), the
 coroutine removes the waiter (_sock_unwait), so nothing stays registered.
 Their bodies are kept minimal: they run once per message.
 
-The other operations keep asyncio's shape: a reader/writer callback that
-retries the call, and a done callback on the future that removes it.
+sock_sendfile's fallback waits in asyncio's shape (_wait_writable): a writer
+callback that retries, and a done callback on the future that removes it.
 """
 
 import functools
 import socket
 
-from ._ferroloop import recv_into_nowait, recv_nowait, send_nowait
+from ._ferroloop import (
+    recv_into_nowait, recv_nowait, recvfrom_into_nowait, recvfrom_nowait,
+    send_nowait, sendto_nowait, sock_wait_recvfrom, sock_wait_recvfrom_into,
+    sock_wait_sendto)
 
 try:
     import ssl
@@ -35,24 +39,6 @@ def _check_not_ssl(sock):
         raise TypeError("Socket cannot be of type SSLSocket")
 
 
-def _settle(fut, operation, *args):
-    """Try operation(*args) once and resolve fut, unless it would block.
-
-    Returns True when fut has been resolved.
-    """
-    try:
-        result = operation(*args)
-    except (BlockingIOError, InterruptedError):
-        return False  # not ready: the fd callback will try again
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
-    return True
-
-
 class SockOpsMixin:
 
     def _check_sock(self, sock):
@@ -64,19 +50,6 @@ class SockOpsMixin:
 
     # -- waiting for readiness ------------------------------------------
 
-    def _retry_when_readable(self, fut, sock, retry, *args):
-        # retry(fut, sock, *args) runs whenever sock is readable, until fut
-        # is done; then the reader is removed again.
-        fd = sock.fileno()
-        # As in the stock loop, only an operation that has to wait is
-        # refused on a transport's socket.
-        self._ensure_fd_no_transport(fd)
-        # The Handle tells the done callback whether this reader is still
-        # the registered one.
-        handle = self._add_reader(fd, retry, fut, sock, *args)
-        fut.add_done_callback(
-            functools.partial(self._sock_read_done, fd, handle=handle))
-
     def _retry_when_writable(self, fut, sock, retry, *args):
         fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
@@ -84,21 +57,10 @@ class SockOpsMixin:
         fut.add_done_callback(
             functools.partial(self._sock_write_done, fd, handle=handle))
 
-    def _wait_readable(self, sock, retry, *args):
-        fut = self.create_future()
-        self._retry_when_readable(fut, sock, retry, *args)
-        return fut
-
     def _wait_writable(self, sock, retry, *args):
         fut = self.create_future()
         self._retry_when_writable(fut, sock, retry, *args)
         return fut
-
-    def _sock_read_done(self, fd, fut, handle):
-        # If our reader was cancelled, it was replaced or removed already;
-        # removing now would remove someone else's reader.
-        if not handle.cancelled():
-            self.remove_reader(fd)
 
     def _sock_write_done(self, fd, fut, handle):
         if not handle.cancelled():
@@ -147,32 +109,36 @@ class SockOpsMixin:
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to bufsize bytes: (data, address)."""
         self._check_sock(sock)
+        result = recvfrom_nowait(sock, bufsize)  # None: would block
+        if result is not None:
+            return result
+        fd = sock.fileno()
+        if fd in self._transports.data:
+            self._ensure_fd_no_transport(fd)
+        fut = sock_wait_recvfrom(self, fd, sock, bufsize)
         try:
-            return sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._wait_readable(sock, self._sock_recvfrom_ready,
-                                         bufsize)
-
-    def _sock_recvfrom_ready(self, fut, sock, bufsize):
-        if not fut.done():
-            _settle(fut, sock.recvfrom, bufsize)
+            return await fut
+        except BaseException:
+            self._sock_unwait(fd, False, fut)
+            raise
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into buf: (byte count, address)."""
         self._check_sock(sock)
         if not nbytes:
             nbytes = len(buf)
+        result = recvfrom_into_nowait(sock, buf, nbytes)
+        if result is not None:
+            return result
+        fd = sock.fileno()
+        if fd in self._transports.data:
+            self._ensure_fd_no_transport(fd)
+        fut = sock_wait_recvfrom_into(self, fd, sock, buf, nbytes)
         try:
-            return sock.recvfrom_into(buf, nbytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._wait_readable(sock, self._sock_recvfrom_into_ready,
-                                         buf, nbytes)
-
-    def _sock_recvfrom_into_ready(self, fut, sock, buf, nbytes):
-        if not fut.done():
-            _settle(fut, sock.recvfrom_into, buf, nbytes)
+            return await fut
+        except BaseException:
+            self._sock_unwait(fd, False, fut)
+            raise
 
     # -- sending --------------------------------------------------------
 
@@ -195,16 +161,18 @@ class SockOpsMixin:
     async def sock_sendto(self, sock, data, address):
         """Send the datagram data to address; return the byte count."""
         self._check_sock(sock)
+        sent = sendto_nowait(sock, data, address)  # None: would block
+        if sent is not None:
+            return sent
+        fd = sock.fileno()
+        if fd in self._transports.data:
+            self._ensure_fd_no_transport(fd)
+        fut = sock_wait_sendto(self, fd, sock, data, address)
         try:
-            return sock.sendto(data, address)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._wait_writable(sock, self._sock_sendto_ready,
-                                         data, address)
-
-    def _sock_sendto_ready(self, fut, sock, data, address):
-        if not fut.done():
-            _settle(fut, sock.sendto, data, 0, address)
+            return await fut
+        except BaseException:
+            self._sock_unwait(fd, True, fut)
+            raise
 
     # -- connecting and accepting ---------------------------------------
 

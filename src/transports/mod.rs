@@ -1,0 +1,3 @@
+//! Transports by kind.
+
+pub(crate) mod datagram;
