@@ -5,6 +5,7 @@
 mod context;
 mod datagram_transport;
 mod debug;
+mod extra_info;
 mod fd_watchers;
 mod gil_cell;
 mod handle_lock;

@@ -22,6 +22,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use crate::extra_info::ExtraInfo;
 use crate::fd_watchers::Side;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
@@ -46,7 +47,8 @@ struct TransportState {
     /// The protocol is a `BufferedProtocol`.
     buffered: bool,
     protocol_connected: bool,
-    extra: Py<PyDict>,
+    /// get_extra_info()'s mapping, built on first use.
+    extra: ExtraInfo,
     server: Option<Py<PyAny>>,
     buffer: WriteQueue<BytesChunk>,
     /// Non-zero once connection_lost is scheduled; counts writes after that.
@@ -80,7 +82,6 @@ pub struct SocketTransport {
     state: GilCell<TransportState>,
 }
 
-static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -610,26 +611,7 @@ impl SocketTransport {
                 "Invalid file descriptor: {fd}"
             )));
         }
-        let extra_dict = PyDict::new(py);
-        if let Some(extra) = extra.filter(|e| !e.is_none()) {
-            extra_dict.call_method1(intern!(py, "update"), (extra,))?;
-        }
-        extra_dict.set_item(
-            "socket",
-            cached(py, &TRANSPORT_SOCKET, "asyncio.trsock", "TransportSocket")?.call1((sock,))?,
-        )?;
-        let sockname = sock
-            .call_method0(intern!(py, "getsockname"))
-            .map(|v| v.unbind())
-            .unwrap_or_else(|_| py.None());
-        extra_dict.set_item("sockname", sockname)?;
-        if !extra_dict.contains("peername")? {
-            let peername = sock
-                .call_method0(intern!(py, "getpeername"))
-                .map(|v| v.unbind())
-                .unwrap_or_else(|_| py.None());
-            extra_dict.set_item("peername", peername)?;
-        }
+        let extra = ExtraInfo::capture(sock, fd, extra)?;
         let buffered = protocol.is_instance(cached(
             py,
             &BUFFERED_PROTOCOL,
@@ -642,7 +624,7 @@ impl SocketTransport {
             protocol: Some(protocol.clone().unbind()),
             buffered,
             protocol_connected: true,
-            extra: extra_dict.unbind(),
+            extra,
             server: server.filter(|s| !s.is_none()).map(|s| s.clone().unbind()),
             buffer: WriteQueue::new(),
             conn_lost: 0,
@@ -991,7 +973,16 @@ impl SocketTransport {
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = self.st(py).extra.clone_ref(py);
+        let ready = self.st(py).extra.ready(py);
+        let extra = match ready {
+            Ok(dict) => dict,
+            Err(pending) => {
+                let dict = pending.build(py)?;
+                let (dict, old) = self.st(py).extra.install(py, dict);
+                drop(old); // with the state released
+                dict
+            }
+        };
         Ok(match extra.bind(py).get_item(name)? {
             Some(v) => v.unbind(),
             None => default.unwrap_or_else(|| py.None()),
@@ -1205,7 +1196,7 @@ impl SocketTransport {
             {
                 visit.call(obj)?;
             }
-            visit.call(&st.extra)?;
+            st.extra.traverse(&visit)?;
         }
         Ok(())
     }

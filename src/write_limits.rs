@@ -9,10 +9,16 @@ use pyo3::prelude::*;
 
 /// asyncio's default high-water mark for a transport's write buffer.
 const DEFAULT_HIGH_WATER: i64 = 64 * 1024;
+/// ... and its low-water mark, a quarter of it (as `new(None, None)`
+/// computes it).
+const DEFAULT_LOW_WATER: i64 = DEFAULT_HIGH_WATER / 4;
 
 pub(crate) struct WriteLimits {
-    high: Py<PyAny>,
-    low: Py<PyAny>,
+    /// The objects `set_write_buffer_limits` was given (after its
+    /// arithmetic); None: the defaults, made into ints only when asked for,
+    /// so an idle connection holds no int objects for them.
+    high: Option<Py<PyAny>>,
+    low: Option<Py<PyAny>>,
     /// `high` and `low` as numbers, for the buffer-size checks.
     pub(crate) high_water: f64,
     pub(crate) low_water: f64,
@@ -21,15 +27,12 @@ pub(crate) struct WriteLimits {
 impl WriteLimits {
     /// The defaults: 64 KiB and a quarter of it (as `new(None, None)`
     /// computes them, without the Python arithmetic on every connection).
-    pub(crate) fn default(py: Python<'_>) -> Self {
-        let low = DEFAULT_HIGH_WATER / 4;
-        let Ok(high_obj) = DEFAULT_HIGH_WATER.into_pyobject(py);
-        let Ok(low_obj) = low.into_pyobject(py);
+    pub(crate) fn default(_py: Python<'_>) -> Self {
         WriteLimits {
-            high: high_obj.into_any().unbind(),
-            low: low_obj.into_any().unbind(),
+            high: None,
+            low: None,
             high_water: DEFAULT_HIGH_WATER as f64,
-            low_water: low as f64,
+            low_water: DEFAULT_LOW_WATER as f64,
         }
     }
 
@@ -59,13 +62,23 @@ impl WriteLimits {
         Ok(WriteLimits {
             high_water: high.extract()?,
             low_water: low.extract()?,
-            high: high.unbind(),
-            low: low.unbind(),
+            high: Some(high.unbind()),
+            low: Some(low.unbind()),
         })
     }
 
     /// `get_write_buffer_limits()`: (low, high).
     pub(crate) fn as_tuple(&self, py: Python<'_>) -> (Py<PyAny>, Py<PyAny>) {
-        (self.low.clone_ref(py), self.high.clone_ref(py))
+        let or_int = |obj: &Option<Py<PyAny>>, default: i64| match obj {
+            Some(obj) => obj.clone_ref(py),
+            None => {
+                let Ok(int) = default.into_pyobject(py);
+                int.into_any().unbind()
+            }
+        };
+        (
+            or_int(&self.low, DEFAULT_LOW_WATER),
+            or_int(&self.high, DEFAULT_HIGH_WATER),
+        )
     }
 }
