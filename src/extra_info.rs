@@ -197,15 +197,15 @@ impl ExtraInfo {
 
     /// The dict if it is built; else what `build` needs, for the caller to
     /// build it with no borrow held (building runs Python code).
-    pub(crate) fn ready(&self, py: Python<'_>) -> Result<Py<PyDict>, PendingRef> {
+    pub(crate) fn ready(&self, py: Python<'_>) -> Result<Py<PyDict>, Box<PendingRef>> {
         match self {
             ExtraInfo::Ready(d) => Ok(d.clone_ref(py)),
-            ExtraInfo::Pending(p) => Err(PendingRef {
+            ExtraInfo::Pending(p) => Err(Box::new(PendingRef {
                 given: p.given.as_ref().map(|g| g.clone_ref(py)),
                 sock: p.sock.clone_ref(py),
                 sockname: p.sockname.to_py(py),
                 peername: p.peername.to_py(py),
-            }),
+            })),
         }
     }
 
