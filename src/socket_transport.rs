@@ -254,7 +254,7 @@ impl SocketTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if (st.buffer.len() as f64) <= st.limits.high_water || st.protocol_paused {
+            if (st.buffer.len() as f64) <= st.limits.high_water() || st.protocol_paused {
                 return Ok(());
             }
             st.protocol_paused = true;
@@ -278,7 +278,7 @@ impl SocketTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if !(st.protocol_paused && (st.buffer.len() as f64) <= st.limits.low_water) {
+            if !(st.protocol_paused && (st.buffer.len() as f64) <= st.limits.low_water()) {
                 return Ok(());
             }
             st.protocol_paused = false;
