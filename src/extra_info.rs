@@ -6,8 +6,9 @@
 //! (the dict, the wrapper, two address tuples with their strings and ints)
 //! were most of an idle connection's memory. Here the addresses are read
 //! from the kernel at construction as the stock transport reads them (so a
-//! later reset or close cannot change the answer), IPv4 ones are kept as
-//! 8 bytes, and the dict is made the first time anyone asks for a key.
+//! later reset or close cannot change the answer), an IPv4 connection's
+//! pair is kept inline in the transport (`ExtraInfo::Inet`, 24 bytes with
+//! the socket), and the dict is made the first time anyone asks for a key.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::RawFd;
@@ -128,8 +129,37 @@ pub(crate) struct Pending {
 }
 
 pub(crate) enum ExtraInfo {
+    /// The common case inline (24 bytes): an IPv4 connection with no extra
+    /// entries from the caller besides the peername the kernel reports.
+    Inet {
+        sock: Py<PyAny>,
+        sockname: Inet4,
+        peername: Inet4,
+    },
     Pending(Box<Pending>),
     Ready(Py<PyDict>),
+}
+
+/// An IPv4 address and port, unaligned-friendly (packs beside the tag).
+#[derive(Clone, Copy)]
+pub(crate) struct Inet4 {
+    ip: [u8; 4],
+    port: [u8; 2],
+}
+
+impl From<SocketAddrV4> for Inet4 {
+    fn from(a: SocketAddrV4) -> Self {
+        Inet4 {
+            ip: a.ip().octets(),
+            port: a.port().to_ne_bytes(),
+        }
+    }
+}
+
+impl From<Inet4> for SocketAddrV4 {
+    fn from(a: Inet4) -> Self {
+        SocketAddrV4::new(Ipv4Addr::from(a.ip), u16::from_ne_bytes(a.port))
+    }
 }
 
 impl ExtraInfo {
@@ -148,11 +178,25 @@ impl ExtraInfo {
             Some(Ok(d)) if d.len() == 1 => d.get_item(intern!(py, "peername"))?,
             _ => None,
         };
-        if let Some(given_peer) = given_peer {
-            if let Some(Ok(addr)) = ipv4_name(fd, true) {
-                let peername = Name::V4(addr);
-                if peername.same_as(&given_peer) {
-                    return Ok(Self::pending(None, sock, sockname, peername));
+        if let Name::V4(local) = sockname {
+            // No extra, or only the peername the kernel reports.
+            let compact = match (&extra, &given_peer) {
+                (None, _) => true,
+                (Some(_), Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            if compact {
+                if let Some(Ok(peer)) = ipv4_name(fd, true) {
+                    let same = given_peer
+                        .as_ref()
+                        .is_none_or(|given| Name::V4(peer).same_as(given));
+                    if same {
+                        return Ok(ExtraInfo::Inet {
+                            sock: sock.clone().unbind(),
+                            sockname: local.into(),
+                            peername: peer.into(),
+                        });
+                    }
                 }
             }
         }
@@ -200,6 +244,16 @@ impl ExtraInfo {
     pub(crate) fn ready(&self, py: Python<'_>) -> Result<Py<PyDict>, Box<PendingRef>> {
         match self {
             ExtraInfo::Ready(d) => Ok(d.clone_ref(py)),
+            ExtraInfo::Inet {
+                sock,
+                sockname,
+                peername,
+            } => Err(Box::new(PendingRef {
+                given: None,
+                sock: sock.clone_ref(py),
+                sockname: Name::V4((*sockname).into()).to_py(py),
+                peername: Name::V4((*peername).into()).to_py(py),
+            })),
             ExtraInfo::Pending(p) => Err(Box::new(PendingRef {
                 given: p.given.as_ref().map(|g| g.clone_ref(py)),
                 sock: p.sock.clone_ref(py),
@@ -219,7 +273,7 @@ impl ExtraInfo {
     ) -> (Py<PyDict>, Option<Self>) {
         match self {
             ExtraInfo::Ready(current) => (current.clone_ref(py), None),
-            ExtraInfo::Pending(_) => {
+            ExtraInfo::Pending(_) | ExtraInfo::Inet { .. } => {
                 let old = std::mem::replace(self, ExtraInfo::Ready(dict.clone_ref(py)));
                 (dict, Some(old))
             }
@@ -229,6 +283,7 @@ impl ExtraInfo {
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
             ExtraInfo::Ready(d) => visit.call(d),
+            ExtraInfo::Inet { sock, .. } => visit.call(sock),
             ExtraInfo::Pending(p) => {
                 if let Some(g) = &p.given {
                     visit.call(g)?;

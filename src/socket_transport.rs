@@ -38,8 +38,9 @@ const MAX_READ: usize = crate::sock_calls::SHARED_READ_MAX;
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 struct TransportState {
-    /// The Python loop object; None once the connection is lost.
-    loop_obj: Option<Py<PyAny>>,
+    /// The loop (`core`) is no longer reported (`_loop` is None) once the
+    /// connection is lost.
+    loop_released: bool,
     /// The Python socket object, kept alive (it owns the fd) until the
     /// connection is lost.
     sock: Option<Py<PyAny>>,
@@ -60,12 +61,42 @@ struct TransportState {
     eof: bool,
     protocol_paused: bool,
     limits: WriteLimits,
+    /// What few connections have, allocated when one is set.
+    rare: Option<Box<Rare>>,
+}
+
+struct Rare {
     /// sendfile's "buffer drained" future.
     empty_waiter: Option<Py<PyAny>>,
     /// The `contextvars.Context` every callback of this transport runs in
     /// (3.15's `context=`); None: each callback copies the context current
     /// when it is scheduled, as before 3.15.
     context: Option<Py<PyAny>>,
+}
+
+impl TransportState {
+    fn empty_waiter(&self) -> Option<&Py<PyAny>> {
+        self.rare.as_ref().and_then(|r| r.empty_waiter.as_ref())
+    }
+
+    fn context(&self) -> Option<&Py<PyAny>> {
+        self.rare.as_ref().and_then(|r| r.context.as_ref())
+    }
+
+    /// Replaces the sendfile waiter; returns the old one (to drop unborrowed).
+    fn set_empty_waiter(&mut self, waiter: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
+        match (&mut self.rare, waiter) {
+            (None, None) => None,
+            (Some(rare), waiter) => std::mem::replace(&mut rare.empty_waiter, waiter),
+            (rare @ None, waiter) => {
+                *rare = Some(Box::new(Rare {
+                    empty_waiter: waiter,
+                    context: None,
+                }));
+                None
+            }
+        }
+    }
 }
 
 /// `subclass`: the class the loop instantiates is the Python subclass
@@ -104,6 +135,14 @@ impl SocketTransport {
         self.state.borrow_mut(py)
     }
 
+    /// The loop object, None once the connection is lost.
+    fn loop_obj(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        if self.st(py).loop_released {
+            return None;
+        }
+        Some(self.core.clone_ref(py).into_any())
+    }
+
     fn core_ref(&self) -> &LoopCore {
         self.core.get()
     }
@@ -125,7 +164,7 @@ impl SocketTransport {
     }
 
     fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st(py).context.as_ref().map(|c| c.bind(py).clone())
+        self.st(py).context().map(|c| c.bind(py).clone())
     }
 
     /// Starts reading unless paused or closing (the transport's `_add_reader`).
@@ -200,13 +239,8 @@ impl SocketTransport {
                 )?;
             }
         } else {
-            let (loop_obj, protocol) = {
-                let st = this.st(py);
-                (
-                    st.loop_obj.as_ref().map(|l| l.clone_ref(py)),
-                    st.protocol.as_ref().map(|p| p.clone_ref(py)),
-                )
-            };
+            let loop_obj = this.loop_obj(py);
+            let protocol = this.protocol(py);
             if let Some(loop_obj) = loop_obj {
                 let context = PyDict::new(py);
                 context.set_item("message", message)?;
@@ -310,7 +344,7 @@ impl SocketTransport {
         if is_exit(py, &err) {
             return Err(err);
         }
-        let loop_obj = slf.get().st(py).loop_obj.as_ref().map(|l| l.clone_ref(py));
+        let loop_obj = slf.get().loop_obj(py);
         if let Some(loop_obj) = loop_obj {
             let context = PyDict::new(py);
             context.set_item("message", message)?;
@@ -619,7 +653,7 @@ impl SocketTransport {
             "BufferedProtocol",
         )?)?;
         let state = TransportState {
-            loop_obj: Some(r#loop.clone().unbind()),
+            loop_released: false,
             sock: Some(sock.clone().unbind()),
             protocol: Some(protocol.clone().unbind()),
             buffered,
@@ -633,8 +667,12 @@ impl SocketTransport {
             eof: false,
             protocol_paused: false,
             limits: WriteLimits::default(py),
-            empty_waiter: None,
-            context: context.filter(|c| !c.is_none()).map(|c| c.clone().unbind()),
+            rare: context.filter(|c| !c.is_none()).map(|c| {
+                Box::new(Rare {
+                    empty_waiter: None,
+                    context: Some(c.clone().unbind()),
+                })
+            }),
         };
         Ok(SocketTransport {
             fd,
@@ -757,7 +795,7 @@ impl SocketTransport {
         if let Err(e) = sent {
             this.stop_writing(py)?;
             let err: PyErr = os_error(e);
-            let waiter = this.st(py).empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            let waiter = this.st(py).empty_waiter().map(|w| w.clone_ref(py));
             Self::fatal_error(
                 slf,
                 err.clone_ref(py),
@@ -777,7 +815,7 @@ impl SocketTransport {
                 st.buffer.is_empty(),
                 st.closing,
                 st.eof,
-                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                st.empty_waiter().map(|w| w.clone_ref(py)),
             )
         };
         if empty {
@@ -806,7 +844,7 @@ impl SocketTransport {
                         "Cannot call write() after write_eof()",
                     ));
                 }
-                if st.empty_waiter.is_some() {
+                if st.empty_waiter().is_some() {
                     return Err(PyRuntimeError::new_err(
                         "unable to write; sendfile is in progress",
                     ));
@@ -897,11 +935,12 @@ impl SocketTransport {
         };
         let (sock, server, waiter, released) = {
             let mut st = this.st(py);
-            let released = (st.protocol.take(), st.loop_obj.take());
+            let released = st.protocol.take();
+            st.loop_released = true;
             (
                 st.sock.take(),
                 st.server.take(),
-                st.empty_waiter.clone_ref_opt(py),
+                st.empty_waiter().map(|w| w.clone_ref(py)),
                 released,
             )
         };
@@ -1033,16 +1072,14 @@ impl SocketTransport {
 
     /// sendfile: a future done once the write buffer is empty.
     fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let (loop_obj, empty) = {
+        let empty = {
             let st = self.st(py);
-            if st.empty_waiter.is_some() {
+            if st.empty_waiter().is_some() {
                 return Err(PyRuntimeError::new_err("Empty waiter is already set"));
             }
-            (
-                st.loop_obj.as_ref().map(|l| l.clone_ref(py)),
-                st.buffer.is_empty(),
-            )
+            st.buffer.is_empty()
         };
+        let loop_obj = self.loop_obj(py);
         let Some(loop_obj) = loop_obj else {
             return Err(PyRuntimeError::new_err("Transport is closed"));
         };
@@ -1052,12 +1089,13 @@ impl SocketTransport {
         if empty {
             waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
-        self.st(py).empty_waiter = Some(waiter.clone().unbind());
+        let old = self.st(py).set_empty_waiter(Some(waiter.clone().unbind()));
+        drop(old);
         Ok(waiter.unbind())
     }
 
     fn _reset_empty_waiter(&self, py: Python<'_>) {
-        let old = self.st(py).empty_waiter.take();
+        let old = self.st(py).set_empty_waiter(None);
         drop(old);
     }
 
@@ -1117,7 +1155,7 @@ impl SocketTransport {
 
     #[getter]
     fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.st(py).loop_obj.as_ref().map(|l| l.clone_ref(py))
+        self.loop_obj(py)
     }
 
     #[getter]
@@ -1183,16 +1221,11 @@ impl SocketTransport {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.core)?;
         if let Some(st) = self.state.peek_for_gc() {
-            for obj in [
-                &st.loop_obj,
-                &st.sock,
-                &st.protocol,
-                &st.server,
-                &st.empty_waiter,
-                &st.context,
-            ]
-            .into_iter()
-            .flatten()
+            for obj in [&st.sock, &st.protocol, &st.server]
+                .into_iter()
+                .flatten()
+                .chain(st.empty_waiter())
+                .chain(st.context())
             {
                 visit.call(obj)?;
             }
@@ -1205,26 +1238,11 @@ impl SocketTransport {
         Python::attach(|py| {
             let taken = {
                 let mut st = self.st(py);
-                (
-                    st.loop_obj.take(),
-                    st.protocol.take(),
-                    st.server.take(),
-                    st.empty_waiter.take(),
-                    st.context.take(),
-                )
+                st.loop_released = true;
+                (st.protocol.take(), st.server.take(), st.rare.take())
             };
             drop(taken);
         });
-    }
-}
-
-trait CloneRefOpt {
-    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<PyAny>>;
-}
-
-impl CloneRefOpt for Option<Py<PyAny>> {
-    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.as_ref().map(|o| o.clone_ref(py))
     }
 }
 
