@@ -18,6 +18,7 @@ mod sock_waiter;
 mod socket_transport;
 mod state;
 mod tls_protocol;
+mod transport_map;
 mod writable_buffer;
 mod write_limits;
 
@@ -30,6 +31,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<socket_transport::SocketTransport>()?;
     m.add_class::<datagram_transport::DatagramTransport>()?;
+    m.add_class::<transport_map::TransportMap>()?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_into_nowait, m)?)?;

@@ -22,10 +22,11 @@ from _netutil import raise_fd_limit
 
 N = 2000
 # Python-heap bytes per idle connection, transport + protocol + loop
-# bookkeeping. ferroloop holds about 960 here (stock asyncio about 1,500;
+# bookkeeping. ferroloop holds about 780 here (stock asyncio about 1,500;
 # ferroloop held about 1,560 while it built the extra-info dict, the
-# TransportSocket and both address tuples eagerly); the bound leaves room
-# for allocator and version differences.
+# TransportSocket and both address tuples eagerly and kept loop._transports
+# in a WeakValueDictionary); the bound leaves room for allocator and version
+# differences.
 MAX_TRACED_BYTES_PER_CONN = 1200
 
 # Opens N connections to the port on argv, says "open", holds them until its

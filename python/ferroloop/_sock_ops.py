@@ -115,9 +115,8 @@ class SockOpsMixin:
             return data
         fd = sock.fileno()
         # As in the stock loop, only an operation that has to wait is
-        # refused on a transport's socket. The weak dict's own lookup is
-        # Python code: its plain dict is checked first.
-        if fd in self._transports.data:
+        # refused on a transport's socket (a native lookup first).
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_recv(fd, sock, n)
         try:
@@ -135,7 +134,7 @@ class SockOpsMixin:
         if nbytes is not None:
             return nbytes
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_recv_into(fd, sock, buf)
         try:
@@ -183,7 +182,7 @@ class SockOpsMixin:
         if sent == len(data):
             return
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_sendall(fd, sock, data, sent)
         try:
@@ -252,7 +251,7 @@ class SockOpsMixin:
         else:
             return conn, address
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_accept(fd, sock)
         try:
