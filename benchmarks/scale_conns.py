@@ -15,11 +15,9 @@ transport.write), clients always in another process:
   `gc.collect()` before the first and after the N-th connection_made; the cell
   is (RSS after - RSS before) / N, in KiB per connection. The server has
   accepted a few warm-up connections first (kept open), so one-time imports
-  and caches do not count. The server uses create_server's default backlog
-  (100) unless --backlog says otherwise: a larger one lets a loop accept
-  thousands of connections in one callback, and on loops that set each one
-  up in a task (asyncio, ferroloop) the freed set-up objects then leave
-  partly used allocator pools behind, which RSS counts.
+  and caches do not count. The client connects 50 at a time, each batch
+  accepted before the next, which also bounds how many connections a loop
+  sets up per accept callback (see README.md).
 * active-C: the Rust load generator (loadgen/) runs C connections of 100-byte
   echo request/response, one request in flight per connection; the cell is
   requests/s and the server's CPU time per request (from /proc, over the
