@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients bench-scale-timers lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients bench-scale-timers bench-scale-conns lint fmt clean
 
 all: build
 
@@ -125,6 +125,12 @@ bench-clients: build $(CLIENT_DEPS)
 
 bench-scale-timers: build
 	$(PY) benchmarks/scale_timers.py
+
+# RSS per idle connection (10,000) and request cost at 10/100/1,000 active
+# connections, every loop in a fresh server process (benchmarks/scale_conns.py).
+bench-scale-conns: build
+	$(LOADGEN)
+	$(PY) benchmarks/scale_conns.py
 
 bench-net-selftest: build
 	$(LOADGEN)

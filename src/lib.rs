@@ -5,6 +5,7 @@
 mod context;
 
 mod debug;
+mod extra_info;
 mod fd_watchers;
 mod gil_cell;
 mod handle_lock;
@@ -24,6 +25,7 @@ mod stream_delivery;
 mod timer_heap;
 mod tls_protocol;
 mod transports;
+mod transport_map;
 mod writable_buffer;
 mod write_limits;
 
@@ -36,6 +38,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<socket_transport::SocketTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
+    m.add_class::<transport_map::TransportMap>()?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::send_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_into_nowait, m)?)?;

@@ -22,6 +22,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use crate::extra_info::ExtraInfo;
 use crate::fd_watchers::Side;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
@@ -38,8 +39,9 @@ const MAX_READ: usize = crate::sock_calls::SHARED_READ_MAX;
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 struct TransportState {
-    /// The Python loop object; None once the connection is lost.
-    loop_obj: Option<Py<PyAny>>,
+    /// The loop (`core`) is no longer reported (`_loop` is None) once the
+    /// connection is lost.
+    loop_released: bool,
     /// The Python socket object, kept alive (it owns the fd) until the
     /// connection is lost.
     sock: Option<Py<PyAny>>,
@@ -47,7 +49,8 @@ struct TransportState {
     /// The protocol is a `BufferedProtocol`.
     buffered: bool,
     protocol_connected: bool,
-    extra: Py<PyDict>,
+    /// get_extra_info()'s mapping, built on first use.
+    extra: ExtraInfo,
     server: Option<Py<PyAny>>,
     buffer: WriteQueue<BytesChunk>,
     /// Non-zero once connection_lost is scheduled; counts writes after that.
@@ -59,12 +62,42 @@ struct TransportState {
     eof: bool,
     protocol_paused: bool,
     limits: WriteLimits,
+    /// What few connections have, allocated when one is set.
+    rare: Option<Box<Rare>>,
+}
+
+struct Rare {
     /// sendfile's "buffer drained" future.
     empty_waiter: Option<Py<PyAny>>,
     /// The `contextvars.Context` every callback of this transport runs in
     /// (3.15's `context=`); None: each callback copies the context current
     /// when it is scheduled, as before 3.15.
     context: Option<Py<PyAny>>,
+}
+
+impl TransportState {
+    fn empty_waiter(&self) -> Option<&Py<PyAny>> {
+        self.rare.as_ref().and_then(|r| r.empty_waiter.as_ref())
+    }
+
+    fn context(&self) -> Option<&Py<PyAny>> {
+        self.rare.as_ref().and_then(|r| r.context.as_ref())
+    }
+
+    /// Replaces the sendfile waiter; returns the old one (to drop unborrowed).
+    fn set_empty_waiter(&mut self, waiter: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
+        match (&mut self.rare, waiter) {
+            (None, None) => None,
+            (Some(rare), waiter) => std::mem::replace(&mut rare.empty_waiter, waiter),
+            (rare @ None, waiter) => {
+                *rare = Some(Box::new(Rare {
+                    empty_waiter: waiter,
+                    context: None,
+                }));
+                None
+            }
+        }
+    }
 }
 
 /// `subclass`: the class the loop instantiates is the Python subclass
@@ -81,7 +114,6 @@ pub struct SocketTransport {
     state: GilCell<TransportState>,
 }
 
-static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -102,6 +134,14 @@ pub(crate) fn cached<'py>(
 impl SocketTransport {
     fn st(&self, py: Python<'_>) -> crate::gil_cell::GilRefMut<'_, TransportState> {
         self.state.borrow_mut(py)
+    }
+
+    /// The loop object, None once the connection is lost.
+    fn loop_obj(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        if self.st(py).loop_released {
+            return None;
+        }
+        Some(self.core.clone_ref(py).into_any())
     }
 
     fn core_ref(&self) -> &LoopCore {
@@ -125,7 +165,7 @@ impl SocketTransport {
     }
 
     fn context<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st(py).context.as_ref().map(|c| c.bind(py).clone())
+        self.st(py).context().map(|c| c.bind(py).clone())
     }
 
     /// Starts reading unless paused or closing (the transport's `_add_reader`).
@@ -200,13 +240,8 @@ impl SocketTransport {
                 )?;
             }
         } else {
-            let (loop_obj, protocol) = {
-                let st = this.st(py);
-                (
-                    st.loop_obj.as_ref().map(|l| l.clone_ref(py)),
-                    st.protocol.as_ref().map(|p| p.clone_ref(py)),
-                )
-            };
+            let loop_obj = this.loop_obj(py);
+            let protocol = this.protocol(py);
             if let Some(loop_obj) = loop_obj {
                 let context = PyDict::new(py);
                 context.set_item("message", message)?;
@@ -254,7 +289,7 @@ impl SocketTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if (st.buffer.len() as f64) <= st.limits.high_water || st.protocol_paused {
+            if (st.buffer.len() as f64) <= st.limits.high_water() || st.protocol_paused {
                 return Ok(());
             }
             st.protocol_paused = true;
@@ -278,7 +313,7 @@ impl SocketTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if !(st.protocol_paused && (st.buffer.len() as f64) <= st.limits.low_water) {
+            if !(st.protocol_paused && (st.buffer.len() as f64) <= st.limits.low_water()) {
                 return Ok(());
             }
             st.protocol_paused = false;
@@ -310,7 +345,7 @@ impl SocketTransport {
         if is_exit(py, &err) {
             return Err(err);
         }
-        let loop_obj = slf.get().st(py).loop_obj.as_ref().map(|l| l.clone_ref(py));
+        let loop_obj = slf.get().loop_obj(py);
         if let Some(loop_obj) = loop_obj {
             let context = PyDict::new(py);
             context.set_item("message", message)?;
@@ -627,26 +662,7 @@ impl SocketTransport {
                 "Invalid file descriptor: {fd}"
             )));
         }
-        let extra_dict = PyDict::new(py);
-        if let Some(extra) = extra.filter(|e| !e.is_none()) {
-            extra_dict.call_method1(intern!(py, "update"), (extra,))?;
-        }
-        extra_dict.set_item(
-            "socket",
-            cached(py, &TRANSPORT_SOCKET, "asyncio.trsock", "TransportSocket")?.call1((sock,))?,
-        )?;
-        let sockname = sock
-            .call_method0(intern!(py, "getsockname"))
-            .map(|v| v.unbind())
-            .unwrap_or_else(|_| py.None());
-        extra_dict.set_item("sockname", sockname)?;
-        if !extra_dict.contains("peername")? {
-            let peername = sock
-                .call_method0(intern!(py, "getpeername"))
-                .map(|v| v.unbind())
-                .unwrap_or_else(|_| py.None());
-            extra_dict.set_item("peername", peername)?;
-        }
+        let extra = ExtraInfo::capture(sock, fd, extra)?;
         let buffered = protocol.is_instance(cached(
             py,
             &BUFFERED_PROTOCOL,
@@ -654,12 +670,12 @@ impl SocketTransport {
             "BufferedProtocol",
         )?)?;
         let state = TransportState {
-            loop_obj: Some(r#loop.clone().unbind()),
+            loop_released: false,
             sock: Some(sock.clone().unbind()),
             protocol: Some(protocol.clone().unbind()),
             buffered,
             protocol_connected: true,
-            extra: extra_dict.unbind(),
+            extra,
             server: server.filter(|s| !s.is_none()).map(|s| s.clone().unbind()),
             buffer: WriteQueue::new(),
             conn_lost: 0,
@@ -668,8 +684,12 @@ impl SocketTransport {
             eof: false,
             protocol_paused: false,
             limits: WriteLimits::default(py),
-            empty_waiter: None,
-            context: context.filter(|c| !c.is_none()).map(|c| c.clone().unbind()),
+            rare: context.filter(|c| !c.is_none()).map(|c| {
+                Box::new(Rare {
+                    empty_waiter: None,
+                    context: Some(c.clone().unbind()),
+                })
+            }),
         };
         Ok(SocketTransport {
             fd,
@@ -792,7 +812,7 @@ impl SocketTransport {
         if let Err(e) = sent {
             this.stop_writing(py)?;
             let err: PyErr = os_error(e);
-            let waiter = this.st(py).empty_waiter.as_ref().map(|w| w.clone_ref(py));
+            let waiter = this.st(py).empty_waiter().map(|w| w.clone_ref(py));
             Self::fatal_error(
                 slf,
                 err.clone_ref(py),
@@ -812,7 +832,7 @@ impl SocketTransport {
                 st.buffer.is_empty(),
                 st.closing,
                 st.eof,
-                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                st.empty_waiter().map(|w| w.clone_ref(py)),
             )
         };
         if empty {
@@ -841,7 +861,7 @@ impl SocketTransport {
                         "Cannot call write() after write_eof()",
                     ));
                 }
-                if st.empty_waiter.is_some() {
+                if st.empty_waiter().is_some() {
                     return Err(PyRuntimeError::new_err(
                         "unable to write; sendfile is in progress",
                     ));
@@ -932,11 +952,12 @@ impl SocketTransport {
         };
         let (sock, server, waiter, released) = {
             let mut st = this.st(py);
-            let released = (st.protocol.take(), st.loop_obj.take());
+            let released = st.protocol.take();
+            st.loop_released = true;
             (
                 st.sock.take(),
                 st.server.take(),
-                st.empty_waiter.clone_ref_opt(py),
+                st.empty_waiter().map(|w| w.clone_ref(py)),
                 released,
             )
         };
@@ -1008,7 +1029,16 @@ impl SocketTransport {
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = self.st(py).extra.clone_ref(py);
+        let ready = self.st(py).extra.ready(py);
+        let extra = match ready {
+            Ok(dict) => dict,
+            Err(pending) => {
+                let dict = pending.build(py)?;
+                let (dict, old) = self.st(py).extra.install(py, dict);
+                drop(old); // with the state released
+                dict
+            }
+        };
         Ok(match extra.bind(py).get_item(name)? {
             Some(v) => v.unbind(),
             None => default.unwrap_or_else(|| py.None()),
@@ -1059,16 +1089,14 @@ impl SocketTransport {
 
     /// sendfile: a future done once the write buffer is empty.
     fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let (loop_obj, empty) = {
+        let empty = {
             let st = self.st(py);
-            if st.empty_waiter.is_some() {
+            if st.empty_waiter().is_some() {
                 return Err(PyRuntimeError::new_err("Empty waiter is already set"));
             }
-            (
-                st.loop_obj.as_ref().map(|l| l.clone_ref(py)),
-                st.buffer.is_empty(),
-            )
+            st.buffer.is_empty()
         };
+        let loop_obj = self.loop_obj(py);
         let Some(loop_obj) = loop_obj else {
             return Err(PyRuntimeError::new_err("Transport is closed"));
         };
@@ -1078,12 +1106,13 @@ impl SocketTransport {
         if empty {
             waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
-        self.st(py).empty_waiter = Some(waiter.clone().unbind());
+        let old = self.st(py).set_empty_waiter(Some(waiter.clone().unbind()));
+        drop(old);
         Ok(waiter.unbind())
     }
 
     fn _reset_empty_waiter(&self, py: Python<'_>) {
-        let old = self.st(py).empty_waiter.take();
+        let old = self.st(py).set_empty_waiter(None);
         drop(old);
     }
 
@@ -1143,7 +1172,7 @@ impl SocketTransport {
 
     #[getter]
     fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.st(py).loop_obj.as_ref().map(|l| l.clone_ref(py))
+        self.loop_obj(py)
     }
 
     #[getter]
@@ -1209,20 +1238,15 @@ impl SocketTransport {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.core)?;
         if let Some(st) = self.state.peek_for_gc() {
-            for obj in [
-                &st.loop_obj,
-                &st.sock,
-                &st.protocol,
-                &st.server,
-                &st.empty_waiter,
-                &st.context,
-            ]
-            .into_iter()
-            .flatten()
+            for obj in [&st.sock, &st.protocol, &st.server]
+                .into_iter()
+                .flatten()
+                .chain(st.empty_waiter())
+                .chain(st.context())
             {
                 visit.call(obj)?;
             }
-            visit.call(&st.extra)?;
+            st.extra.traverse(&visit)?;
         }
         Ok(())
     }
@@ -1231,26 +1255,11 @@ impl SocketTransport {
         Python::attach(|py| {
             let taken = {
                 let mut st = self.st(py);
-                (
-                    st.loop_obj.take(),
-                    st.protocol.take(),
-                    st.server.take(),
-                    st.empty_waiter.take(),
-                    st.context.take(),
-                )
+                st.loop_released = true;
+                (st.protocol.take(), st.server.take(), st.rare.take())
             };
             drop(taken);
         });
-    }
-}
-
-trait CloneRefOpt {
-    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<PyAny>>;
-}
-
-impl CloneRefOpt for Option<Py<PyAny>> {
-    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.as_ref().map(|o| o.clone_ref(py))
     }
 }
 

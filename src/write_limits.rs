@@ -9,28 +9,43 @@ use pyo3::prelude::*;
 
 /// asyncio's default high-water mark for a transport's write buffer.
 const DEFAULT_HIGH_WATER: i64 = 64 * 1024;
+/// ... and its low-water mark, a quarter of it (as `new(None, None)`
+/// computes it).
+const DEFAULT_LOW_WATER: i64 = DEFAULT_HIGH_WATER / 4;
 
-pub(crate) struct WriteLimits {
+/// None: the defaults, which take no memory beyond the pointer (an idle
+/// connection holds no int objects for them, made only when asked for).
+pub(crate) struct WriteLimits(Option<Box<Custom>>);
+
+/// Limits given to `set_write_buffer_limits`.
+struct Custom {
+    /// The objects it was given (after its arithmetic).
     high: Py<PyAny>,
     low: Py<PyAny>,
     /// `high` and `low` as numbers, for the buffer-size checks.
-    pub(crate) high_water: f64,
-    pub(crate) low_water: f64,
+    high_water: f64,
+    low_water: f64,
 }
 
 impl WriteLimits {
     /// The defaults: 64 KiB and a quarter of it (as `new(None, None)`
     /// computes them, without the Python arithmetic on every connection).
-    pub(crate) fn default(py: Python<'_>) -> Self {
-        let low = DEFAULT_HIGH_WATER / 4;
-        let Ok(high_obj) = DEFAULT_HIGH_WATER.into_pyobject(py);
-        let Ok(low_obj) = low.into_pyobject(py);
-        WriteLimits {
-            high: high_obj.into_any().unbind(),
-            low: low_obj.into_any().unbind(),
-            high_water: DEFAULT_HIGH_WATER as f64,
-            low_water: low as f64,
-        }
+    pub(crate) fn default(_py: Python<'_>) -> Self {
+        WriteLimits(None)
+    }
+
+    /// Above this many buffered bytes, the protocol is paused.
+    pub(crate) fn high_water(&self) -> f64 {
+        self.0
+            .as_ref()
+            .map_or(DEFAULT_HIGH_WATER as f64, |c| c.high_water)
+    }
+
+    /// At or below this many, a paused protocol is resumed.
+    pub(crate) fn low_water(&self) -> f64 {
+        self.0
+            .as_ref()
+            .map_or(DEFAULT_LOW_WATER as f64, |c| c.low_water)
     }
 
     /// `_FlowControlMixin._set_write_buffer_limits(high, low)`: the same
@@ -56,16 +71,25 @@ impl WriteLimits {
                 low.repr()?
             )));
         }
-        Ok(WriteLimits {
+        Ok(WriteLimits(Some(Box::new(Custom {
             high_water: high.extract()?,
             low_water: low.extract()?,
             high: high.unbind(),
             low: low.unbind(),
-        })
+        }))))
     }
 
     /// `get_write_buffer_limits()`: (low, high).
     pub(crate) fn as_tuple(&self, py: Python<'_>) -> (Py<PyAny>, Py<PyAny>) {
-        (self.low.clone_ref(py), self.high.clone_ref(py))
+        match &self.0 {
+            Some(c) => (c.low.clone_ref(py), c.high.clone_ref(py)),
+            None => {
+                let int = |v: i64| {
+                    let Ok(int) = v.into_pyobject(py);
+                    int.into_any().unbind()
+                };
+                (int(DEFAULT_LOW_WATER), int(DEFAULT_HIGH_WATER))
+            }
+        }
     }
 }

@@ -77,9 +77,8 @@ class SockOpsMixin:
             return data
         fd = sock.fileno()
         # As in the stock loop, only an operation that has to wait is
-        # refused on a transport's socket. The weak dict's own lookup is
-        # Python code: its plain dict is checked first.
-        if fd in self._transports.data:
+        # refused on a transport's socket (a native lookup first).
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_recv(fd, sock, n)
         try:
@@ -97,7 +96,7 @@ class SockOpsMixin:
         if nbytes is not None:
             return nbytes
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_recv_into(fd, sock, buf)
         try:
@@ -113,7 +112,7 @@ class SockOpsMixin:
         if result is not None:
             return result
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = sock_wait_recvfrom(self, fd, sock, bufsize)
         try:
@@ -131,7 +130,7 @@ class SockOpsMixin:
         if result is not None:
             return result
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = sock_wait_recvfrom_into(self, fd, sock, buf, nbytes)
         try:
@@ -149,7 +148,7 @@ class SockOpsMixin:
         if sent == len(data):
             return
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_sendall(fd, sock, data, sent)
         try:
@@ -165,7 +164,7 @@ class SockOpsMixin:
         if sent is not None:
             return sent
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = sock_wait_sendto(self, fd, sock, data, address)
         try:
@@ -220,7 +219,7 @@ class SockOpsMixin:
         else:
             return conn, address
         fd = sock.fileno()
-        if fd in self._transports.data:
+        if fd in self._transports:
             self._ensure_fd_no_transport(fd)
         fut = self._sock_wait_accept(fd, sock)
         try:

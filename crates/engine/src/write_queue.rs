@@ -28,11 +28,12 @@ impl<T: AsRef<[u8]>> Chunk<T> {
     }
 }
 
+/// A transport's pending outgoing bytes. Empty, it is one pointer: most
+/// connections never have to queue a byte (the kernel takes every write),
+/// so an idle connection carries no queue. Once allocated, the queue is
+/// kept while the connection lives, so a busy connection allocates it once.
 pub struct WriteQueue<T> {
-    chunks: VecDeque<Chunk<T>>,
-    /// Bytes of the front chunk already sent.
-    head: usize,
-    len: usize,
+    queued: Option<Box<Queued<T>>>,
 }
 
 impl<T: AsRef<[u8]>> Default for WriteQueue<T> {
@@ -42,25 +43,80 @@ impl<T: AsRef<[u8]>> Default for WriteQueue<T> {
 }
 
 impl<T: AsRef<[u8]>> WriteQueue<T> {
-    pub fn new() -> Self {
-        WriteQueue {
+    pub const fn new() -> Self {
+        WriteQueue { queued: None }
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn len(&self) -> usize {
+        self.queued.as_ref().map_or(0, |q| q.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn queued(&mut self) -> &mut Queued<T> {
+        self.queued.get_or_insert_with(|| Box::new(Queued::new()))
+    }
+
+    /// Queues a copy of `bytes` (coalesced with a small owned tail).
+    pub fn push_copy(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.queued().push_copy(bytes);
+        }
+    }
+
+    /// Queues `chunk` by reference if it is large, else copies it.
+    pub fn push_shared(&mut self, chunk: T) {
+        if !chunk.as_ref().is_empty() {
+            self.queued().push_shared(chunk);
+        }
+    }
+
+    /// Fills `out` with the pending bytes, oldest first; returns how many
+    /// slices were filled.
+    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+        self.queued.as_ref().map_or(0, |q| q.io_slices(out))
+    }
+
+    /// Drops the first `n` pending bytes (what the kernel accepted).
+    pub fn consume(&mut self, n: usize) {
+        if let Some(q) = self.queued.as_mut() {
+            q.consume(n);
+        }
+    }
+
+    /// Drops everything (abort), handing caller-owned chunks back so they
+    /// can be released where that is safe.
+    pub fn clear(&mut self) -> Vec<T> {
+        self.queued.take().map_or_else(Vec::new, |mut q| q.clear())
+    }
+
+    /// The caller-owned chunks still queued (garbage-collector traversal).
+    pub fn shared(&self) -> impl Iterator<Item = &T> {
+        self.queued.iter().flat_map(|q| q.shared())
+    }
+}
+
+/// The queue proper, allocated at the first byte that has to wait.
+struct Queued<T> {
+    chunks: VecDeque<Chunk<T>>,
+    /// Bytes of the front chunk already sent.
+    head: usize,
+    len: usize,
+}
+
+impl<T: AsRef<[u8]>> Queued<T> {
+    fn new() -> Self {
+        Queued {
             chunks: VecDeque::new(),
             head: 0,
             len: 0,
         }
     }
 
-    /// Bytes waiting to be sent.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Queues a copy of `bytes` (coalesced with a small owned tail).
-    pub fn push_copy(&mut self, bytes: &[u8]) {
+    fn push_copy(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -77,7 +133,7 @@ impl<T: AsRef<[u8]>> WriteQueue<T> {
     }
 
     /// Queues `chunk` by reference if it is large, else copies it.
-    pub fn push_shared(&mut self, chunk: T) {
+    fn push_shared(&mut self, chunk: T) {
         let n = chunk.as_ref().len();
         if n == 0 {
             return;
@@ -92,7 +148,7 @@ impl<T: AsRef<[u8]>> WriteQueue<T> {
 
     /// Fills `out` with the pending bytes, oldest first; returns how many
     /// slices were filled.
-    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+    fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
         let mut n = 0;
         for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
             let bytes = chunk.bytes();
@@ -103,7 +159,7 @@ impl<T: AsRef<[u8]>> WriteQueue<T> {
     }
 
     /// Drops the first `n` pending bytes (what the kernel accepted).
-    pub fn consume(&mut self, mut n: usize) {
+    fn consume(&mut self, mut n: usize) {
         n = n.min(self.len);
         self.len -= n;
         while n > 0 {
@@ -123,7 +179,7 @@ impl<T: AsRef<[u8]>> WriteQueue<T> {
 
     /// Drops everything (abort), handing caller-owned chunks back so they
     /// can be released where that is safe.
-    pub fn clear(&mut self) -> Vec<T> {
+    fn clear(&mut self) -> Vec<T> {
         self.len = 0;
         self.head = 0;
         self.chunks
@@ -136,7 +192,7 @@ impl<T: AsRef<[u8]>> WriteQueue<T> {
     }
 
     /// The caller-owned chunks still queued (garbage-collector traversal).
-    pub fn shared(&self) -> impl Iterator<Item = &T> {
+    fn shared(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().filter_map(|c| match c {
             Chunk::Shared(t) => Some(t),
             Chunk::Owned(_) => None,
@@ -160,7 +216,7 @@ mod tests {
         for _ in 0..100 {
             q.push_copy(b"ab");
         }
-        assert_eq!(q.chunks.len(), 1);
+        assert_eq!(q.queued.as_ref().unwrap().chunks.len(), 1);
         assert_eq!(q.len(), 200);
     }
 
@@ -170,7 +226,7 @@ mod tests {
         q.push_copy(b"head-");
         q.push_shared(vec![b'x'; 10_000]);
         q.push_copy(b"-tail");
-        assert_eq!(q.chunks.len(), 3);
+        assert_eq!(q.queued.as_ref().unwrap().chunks.len(), 3);
         let p = pending(&q);
         assert_eq!(&p[..5], b"head-");
         assert_eq!(&p[p.len() - 5..], b"-tail");
@@ -191,7 +247,22 @@ mod tests {
         assert_eq!(pending(&q), vec![2u8; 4999]);
         q.consume(10_000);
         assert!(q.is_empty());
-        assert!(q.chunks.is_empty());
+        assert!(q.queued.as_ref().unwrap().chunks.is_empty());
+    }
+
+    #[test]
+    fn an_empty_queue_is_one_pointer_and_allocates_nothing() {
+        let mut q: WriteQueue<Vec<u8>> = WriteQueue::new();
+        assert_eq!(std::mem::size_of_val(&q), std::mem::size_of::<usize>());
+        q.push_copy(b"");
+        q.push_shared(Vec::new());
+        q.consume(10);
+        assert!(q.queued.is_none());
+        assert_eq!(pending(&q), b"");
+        q.push_copy(b"x");
+        q.consume(1);
+        // Kept for the next write once allocated.
+        assert!(q.queued.is_some() && q.is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ impl DatagramTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if (st.buffer_size as f64) <= st.limits.high_water || st.protocol_paused {
+            if (st.buffer_size as f64) <= st.limits.high_water() || st.protocol_paused {
                 return Ok(());
             }
             st.protocol_paused = true;
@@ -38,7 +38,7 @@ impl DatagramTransport {
         let this = slf.get();
         let protocol = {
             let mut st = this.st(py);
-            if !(st.protocol_paused && (st.buffer_size as f64) <= st.limits.low_water) {
+            if !(st.protocol_paused && (st.buffer_size as f64) <= st.limits.low_water()) {
                 return Ok(());
             }
             st.protocol_paused = false;
