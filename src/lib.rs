@@ -24,8 +24,8 @@ mod state;
 mod stream_delivery;
 mod timer_heap;
 mod tls_protocol;
-mod transports;
 mod transport_map;
+mod transports;
 mod writable_buffer;
 mod write_limits;
 
