@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients bench-scale-timers bench-scale-conns lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients client-servers test-clients bench-scale-timers bench-scale-conns lint fmt clean
 
 all: build
 
@@ -115,13 +115,21 @@ $(CLIENT_DEPS): benchmarks/requirements-clients.txt $(DEPS)
 	$(PY) -m pip install -q -r benchmarks/requirements-clients.txt
 	touch $@
 
-bench-clients: build $(CLIENT_DEPS)
+# Debian's PostgreSQL and Redis server binaries (nothing is started here).
+client-servers:
 	@if [ ! -x /usr/bin/redis-server ] || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
 	    echo "installing postgresql and redis-server (apt-get)"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get -y -q install postgresql redis-server >/dev/null || \
 	    { apt-get -q update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -y -q install postgresql redis-server >/dev/null; }; \
 	fi
+
+bench-clients: build $(CLIENT_DEPS) client-servers
 	$(PY) benchmarks/clients.py $(BENCH_ARGS)
+
+# asyncpg and redis-py on ferroloop against the real servers
+# (tests/test_real_clients.py), which must all be there: a CI stage.
+test-clients: build $(CLIENT_DEPS) client-servers
+	FERROLOOP_REQUIRE_CLIENTS=1 $(PY) -m pytest tests/test_real_clients.py -rs
 
 bench-scale-timers: build
 	$(PY) benchmarks/scale_timers.py
