@@ -5,6 +5,7 @@
 mod context;
 mod datagram_transport;
 mod debug;
+mod fast_methods;
 mod fd_watchers;
 mod gil_cell;
 mod handle_lock;
@@ -26,6 +27,7 @@ use pyo3::prelude::*;
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loop_core::LoopCore>()?;
     m.add_class::<handles::Handle>()?;
+    m.add_function(wrap_pyfunction!(fast_methods::_install_fast_methods, m)?)?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<socket_transport::SocketTransport>()?;
     m.add_class::<datagram_transport::DatagramTransport>()?;

@@ -331,7 +331,7 @@ impl LoopCore {
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe<'py>(
+    pub(crate) fn call_soon_threadsafe<'py>(
         &self,
         py: Python<'py>,
         callback: &Bound<'py, PyAny>,
