@@ -156,16 +156,16 @@ impl Handle {
         let Some(cb) = self.callback.borrow_mut(py).take() else {
             return Ok(());
         };
-        let result = run_in_context(
-            py,
-            self.context.bind(py),
-            cb.func.bind(py),
-            cb.args.bind(py),
-        );
+        // As `Bound`s, released without PyO3's attached-thread check.
+        let (func, args) = (cb.func.into_bound(py), cb.args.into_bound(py));
+        let result = run_in_context(py, self.context.bind(py), &func, &args);
         if result.is_err() && !self.is_cancelled() {
             // The error report names the callback: give it back (unless the
             // callback cancelled its own handle).
-            *self.callback.borrow_mut(py) = Some(cb);
+            *self.callback.borrow_mut(py) = Some(Callback {
+                func: func.unbind(),
+                args: args.unbind(),
+            });
         }
         result
     }

@@ -275,7 +275,14 @@ impl LoopCore {
 
     /// Drops what the fd watcher maps let go of (see `LoopState::orphans`).
     pub(crate) fn drop_orphans(&self, py: Python<'_>) {
-        let orphans = self.state(py).take_orphans(false);
+        let orphans = {
+            let mut st = self.state(py);
+            // Once per loop iteration: skip the take when there is nothing.
+            if st.orphans.is_empty() && st.orphan_objs.is_empty() {
+                return;
+            }
+            st.take_orphans(false)
+        };
         drop(orphans);
     }
 }
