@@ -25,6 +25,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 use pyo3::{Borrowed, PyTypeInfo};
 
@@ -202,16 +203,33 @@ struct CallbackArgs<'py> {
     context: Option<Bound<'py, PyAny>>,
 }
 
-/// Whether a keyword name is `context`. Python code passes the interned
-/// string; the C Task of 3.11 and 3.12 passes a string of its own.
+/// A `("context",)` keyword-names tuple that is not spelled with the
+/// interned string: the C Task of 3.11 and 3.12 passes one of its own on
+/// every step. Kept alive here, so a pointer comparison recognises it.
+static CONTEXT_KWNAMES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Whether a one-item keyword-names tuple is `("context",)`.
 ///
 /// # Safety
-/// `name` is a live `str` (CPython checks keyword names are strings).
+/// `kwnames` is a live tuple of one `str` (CPython checks keyword names).
 #[inline(always)]
-unsafe fn is_context_kwname(py: Python<'_>, name: *mut ffi::PyObject) -> bool {
-    // SAFETY: see the function's contract; the comparison only reads `name`.
-    name == intern!(py, "context").as_ptr()
-        || unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } == 0
+unsafe fn is_context_kwnames(py: Python<'_>, kwnames: *mut ffi::PyObject) -> bool {
+    // SAFETY: see the function's contract; the checks only read the objects.
+    unsafe {
+        let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
+        if name == intern!(py, "context").as_ptr()
+            || CONTEXT_KWNAMES
+                .get(py)
+                .is_some_and(|t| t.as_ptr() == kwnames)
+        {
+            return true;
+        }
+        if ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) != 0 {
+            return false;
+        }
+        CONTEXT_KWNAMES.get_or_init(py, || Borrowed::from_ptr(py, kwnames).to_owned().unbind());
+        true
+    }
 }
 
 /// # Safety
@@ -234,7 +252,7 @@ unsafe fn parse_callback_args<'py>(
         unsafe {
             match ffi::PyTuple_GET_SIZE(kwnames) {
                 0 => None,
-                1 if is_context_kwname(py, ffi::PyTuple_GET_ITEM(kwnames, 0)) => {
+                1 if is_context_kwnames(py, kwnames) => {
                     Some(Borrowed::from_ptr(py, *args.offset(nargs)).to_owned())
                 }
                 // Other keywords: the general parser decides.
