@@ -25,10 +25,10 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyTuple, PyType};
 use pyo3::{Borrowed, PyTypeInfo};
 
+use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
 
 /// A `PyMethodDef` in a static: CPython keeps a pointer to it in every
@@ -203,10 +203,10 @@ struct CallbackArgs<'py> {
     context: Option<Bound<'py, PyAny>>,
 }
 
-/// A `("context",)` keyword-names tuple that is not spelled with the
+/// The last `("context",)` keyword-names tuple that is not spelled with the
 /// interned string: the C Task of 3.11 and 3.12 passes one of its own on
 /// every step. Kept alive here, so a pointer comparison recognises it.
-static CONTEXT_KWNAMES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static CONTEXT_KWNAMES: GilCell<Option<Py<PyAny>>> = GilCell::new(None);
 
 /// Whether a one-item keyword-names tuple is `("context",)`.
 ///
@@ -217,17 +217,20 @@ unsafe fn is_context_kwnames(py: Python<'_>, kwnames: *mut ffi::PyObject) -> boo
     // SAFETY: see the function's contract; the checks only read the objects.
     unsafe {
         let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
-        if name == intern!(py, "context").as_ptr()
-            || CONTEXT_KWNAMES
-                .get(py)
-                .is_some_and(|t| t.as_ptr() == kwnames)
-        {
+        if name == intern!(py, "context").as_ptr() {
+            return true;
+        }
+        let mut last = CONTEXT_KWNAMES.borrow_mut(py);
+        if last.as_ref().is_some_and(|t| t.as_ptr() == kwnames) {
             return true;
         }
         if ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) != 0 {
             return false;
         }
-        CONTEXT_KWNAMES.get_or_init(py, || Borrowed::from_ptr(py, kwnames).to_owned().unbind());
+        let previous = last.replace(Borrowed::from_ptr(py, kwnames).to_owned().unbind());
+        drop(last);
+        // Released as a `Bound` (see `entry`); a tuple of a str runs no code.
+        drop(previous.map(|t| t.into_bound(py)));
         true
     }
 }
