@@ -35,13 +35,8 @@ pub(crate) struct TimerState {
     pub(crate) cancel_counter: CancelCounter,
 }
 
-#[pyclass(
-    frozen,
-    subclass,
-    weakref,
-    freelist = 1024,
-    module = "ferroloop._ferroloop"
-)]
+// Allocated from a free list of its own (see `handle_alloc.rs`).
+#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 pub struct Handle {
     pub(crate) callback: GilCell<Option<Callback>>,
     pub(crate) context: Py<PyAny>,
