@@ -64,6 +64,11 @@ impl Drop for Handle {
         // context destructor requires it tracked. A Handle lives only inside
         // its Python object, so this runs in tp_dealloc, with the GIL held.
         release_context(&self.context);
+        if let Some(lock) = self.thread_lock.take() {
+            // SAFETY: as above, a handle is dropped with the GIL held.
+            let py = unsafe { Python::assume_attached() };
+            HandleLock::recycle(py, lock);
+        }
     }
 }
 

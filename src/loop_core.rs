@@ -351,7 +351,7 @@ impl LoopCore {
         }
         let mut handle = self.make_handle(py, callback, args, context, None, true)?;
         if crate::handles::thread_safe_view(py)?.is_some() {
-            handle.thread_lock = Some(Box::default());
+            handle.thread_lock = Some(crate::handle_lock::HandleLock::boxed(py));
         }
         let handle = self.push_ready(py, handle)?;
         self.wake(py);
