@@ -28,6 +28,9 @@ fn current_thread_key() -> usize {
 
 /// Released locks kept for the next thread-safe handles: allocating one per
 /// `call_soon_threadsafe` was a heap allocation and release per call.
+// Boxed in the list too: a handle holds its lock in a box, which moves in
+// and out of the list without reallocating.
+#[allow(clippy::vec_box)]
 static SPARE: GilCell<Vec<Box<HandleLock>>> = GilCell::new(Vec::new());
 
 /// How many released locks `SPARE` keeps.
