@@ -30,7 +30,7 @@ pub(crate) struct GilCell<T> {
 unsafe impl<T: Send> Sync for GilCell<T> {}
 
 impl<T> GilCell<T> {
-    pub(crate) fn new(value: T) -> Self {
+    pub(crate) const fn new(value: T) -> Self {
         GilCell {
             borrowed: Cell::new(false),
             value: UnsafeCell::new(value),

@@ -15,6 +15,8 @@ use std::sync::{Condvar, Mutex, PoisonError};
 
 use pyo3::prelude::*;
 
+use crate::gil_cell::GilCell;
+
 thread_local! {
     /// Its address tells threads apart (never 0).
     static THREAD_KEY: u8 = const { 0 };
@@ -23,6 +25,16 @@ thread_local! {
 fn current_thread_key() -> usize {
     THREAD_KEY.with(|key| key as *const u8 as usize)
 }
+
+/// Released locks kept for the next thread-safe handles: allocating one per
+/// `call_soon_threadsafe` was a heap allocation and release per call.
+// Boxed in the list too: a handle holds its lock in a box, which moves in
+// and out of the list without reallocating.
+#[allow(clippy::vec_box)]
+static SPARE: GilCell<Vec<Box<HandleLock>>> = GilCell::new(Vec::new());
+
+/// How many released locks `SPARE` keeps.
+const SPARE_CAPACITY: usize = 256;
 
 #[derive(Default)]
 pub(crate) struct HandleLock {
@@ -38,6 +50,21 @@ pub(crate) struct HandleLock {
 }
 
 impl HandleLock {
+    /// A free lock, reused from `SPARE` when one is there.
+    pub(crate) fn boxed(py: Python<'_>) -> Box<HandleLock> {
+        SPARE.borrow_mut(py).pop().unwrap_or_default()
+    }
+
+    /// Gives back the lock of a handle being dropped (nobody holds it or
+    /// waits for it: both would hold a reference to the handle).
+    pub(crate) fn recycle(py: Python<'_>, lock: Box<HandleLock>) {
+        debug_assert_eq!(lock.holder.load(SeqCst), 0);
+        let mut spare = SPARE.borrow_mut(py);
+        if spare.len() < SPARE_CAPACITY {
+            spare.push(lock);
+        }
+    }
+
     /// Runs `f` holding the lock (at once if this thread holds it already).
     pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
         let me = current_thread_key();

@@ -43,13 +43,8 @@ struct DebugParts {
     frozen_repr: Mutex<Option<String>>,
 }
 
-#[pyclass(
-    frozen,
-    subclass,
-    weakref,
-    freelist = 1024,
-    module = "ferroloop._ferroloop"
-)]
+// Allocated from a free list of its own (see `handle_alloc.rs`).
+#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 pub struct Handle {
     pub(crate) callback: GilCell<Option<Callback>>,
     pub(crate) context: Py<PyAny>,
@@ -77,6 +72,11 @@ impl Drop for Handle {
         // context destructor requires it tracked. A Handle lives only inside
         // its Python object, so this runs in tp_dealloc, with the GIL held.
         release_context(&self.context);
+        if let Some(lock) = self.thread_lock.take() {
+            // SAFETY: as above, a handle is dropped with the GIL held.
+            let py = unsafe { Python::assume_attached() };
+            HandleLock::recycle(py, lock);
+        }
     }
 }
 
@@ -171,16 +171,16 @@ impl Handle {
         let Some(cb) = self.callback.borrow_mut(py).take() else {
             return Ok(());
         };
-        let result = run_in_context(
-            py,
-            self.context.bind(py),
-            cb.func.bind(py),
-            cb.args.bind(py),
-        );
+        // As `Bound`s, released without PyO3's attached-thread check.
+        let (func, args) = (cb.func.into_bound(py), cb.args.into_bound(py));
+        let result = run_in_context(py, self.context.bind(py), &func, &args);
         if result.is_err() && !self.is_cancelled() {
             // The error report names the callback: give it back (unless the
             // callback cancelled its own handle).
-            *self.callback.borrow_mut(py) = Some(cb);
+            *self.callback.borrow_mut(py) = Some(Callback {
+                func: func.unbind(),
+                args: args.unbind(),
+            });
         }
         result
     }

@@ -6,8 +6,10 @@ mod context;
 
 mod debug;
 mod extra_info;
+mod fast_methods;
 mod fd_watchers;
 mod gil_cell;
+mod handle_alloc;
 mod handle_lock;
 mod handles;
 mod iteration;
@@ -35,6 +37,8 @@ use pyo3::prelude::*;
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loop_core::LoopCore>()?;
     m.add_class::<handles::Handle>()?;
+    handle_alloc::install(m.py());
+    m.add_function(wrap_pyfunction!(fast_methods::_install_fast_methods, m)?)?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<socket_transport::SocketTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;

@@ -281,7 +281,14 @@ impl LoopCore {
 
     /// Drops what the fd watcher maps let go of (see `LoopState::orphans`).
     pub(crate) fn drop_orphans(&self, py: Python<'_>) {
-        let orphans = self.state(py).take_orphans(false);
+        let orphans = {
+            let mut st = self.state(py);
+            // Once per loop iteration: skip the take when there is nothing.
+            if st.orphans.is_empty() && st.orphan_objs.is_empty() {
+                return;
+            }
+            st.take_orphans(false)
+        };
         drop(orphans);
     }
 }
@@ -355,7 +362,7 @@ impl LoopCore {
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe<'py>(
+    pub(crate) fn call_soon_threadsafe<'py>(
         &self,
         py: Python<'py>,
         callback: &Bound<'py, PyAny>,
@@ -368,7 +375,7 @@ impl LoopCore {
         }
         let mut handle = self.make_handle(py, callback, args, context, None, true)?;
         if crate::handles::thread_safe_view(py)?.is_some() {
-            handle.thread_lock = Some(Box::default());
+            handle.thread_lock = Some(crate::handle_lock::HandleLock::boxed(py));
         }
         let handle = self.push_ready(py, handle)?;
         self.wake(py);

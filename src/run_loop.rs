@@ -59,10 +59,12 @@ fn run_once(
     let (timeout_ms, poller) = {
         let st = core.state(py);
         let mut timers = st.timers.borrow_mut(py);
-        timers.remove_cancelled(|t| {
-            t.0.get().mark_unscheduled();
-            garbage.push(Runnable::Handle(t.0));
-        });
+        if !timers.is_empty() {
+            timers.remove_cancelled(|t| {
+                t.0.get().mark_unscheduled();
+                garbage.push(Runnable::Handle(t.0));
+            });
+        }
         let timeout = if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
             Some(0.0)
         } else {
@@ -80,7 +82,7 @@ fn run_once(
         let poller = (timeout_ms != 0 || st.has_fd_watchers()).then(|| poller.clone());
         (timeout_ms, poller)
     };
-    garbage.clear();
+    clear(garbage);
 
     // 2b: poll (the GIL is released only for a poll that may block).
     let polled = match &poller {
@@ -134,7 +136,7 @@ fn run_once(
             }
         }
     }
-    garbage.clear();
+    clear(garbage);
     core.drop_orphans(py);
     if signalled {
         // If a signal woke the poll, run Python's handlers now, as after
@@ -153,22 +155,24 @@ fn run_once(
             clock::monotonic() + core.clock_resolution
         };
         let ready = &mut st.ready;
-        timers.pop_due(
-            end_time,
-            |t| {
-                t.0.get().mark_unscheduled();
-                ready.push(Runnable::Handle(t.0));
-            },
-            |t| {
-                t.0.get().mark_unscheduled();
-                garbage.push(Runnable::Handle(t.0));
-            },
-        );
+        if !timers.is_empty() {
+            timers.pop_due(
+                end_time,
+                |t| {
+                    t.0.get().mark_unscheduled();
+                    ready.push(Runnable::Handle(t.0));
+                },
+                |t| {
+                    t.0.get().mark_unscheduled();
+                    garbage.push(Runnable::Handle(t.0));
+                },
+            );
+        }
         // 5: run what is ready now; what these callbacks schedule waits for
         // the next iteration. The batch is moved out in one step.
         st.ready.take_batch(batch);
     }
-    garbage.clear();
+    clear(garbage);
 
     let debug = core.is_debug();
     while let Some(item) = batch.pop_front() {
@@ -177,6 +181,7 @@ fn run_once(
             Runnable::Handle(handle) => {
                 let h = handle.get();
                 if h.is_cancelled() {
+                    release(py, item);
                     continue;
                 }
                 if debug {
@@ -194,9 +199,29 @@ fn run_once(
                 return Err(fatal);
             }
         }
+        release(py, item);
     }
     iteration::set_last_of_batch(false);
     Ok(())
+}
+
+/// Empties `garbage` (cancelled handles), usually already empty.
+#[inline(always)]
+fn clear(garbage: &mut Vec<Runnable>) {
+    if !garbage.is_empty() {
+        garbage.clear();
+    }
+}
+
+/// Drops a run item. A handle goes through `Bound`, which releases it at
+/// once: dropping a `Py` first asks PyO3's thread-local whether the thread
+/// is attached, on every callback.
+#[inline(always)]
+fn release(py: Python<'_>, item: Runnable) {
+    match item {
+        Runnable::Handle(handle) => drop(handle.into_bound(py)),
+        Runnable::Sock(waiter) => drop(waiter),
+    }
 }
 
 /// Queues the watcher of `fd`'s `side` to run, or drops it if cancelled.

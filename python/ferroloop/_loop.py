@@ -8,7 +8,7 @@ import asyncio
 
 from asyncio import coroutines
 
-from ._ferroloop import LoopCore
+from ._ferroloop import LoopCore, _install_fast_methods
 from ._asyncgens import AsyncGensMixin
 from ._dns import DnsMixin
 from ._exception_handling import ExceptionHandlingMixin
@@ -64,3 +64,9 @@ class Loop(RunningMixin, TransportsMixin,  # type: ignore[misc]
         self._init_signals()
         # Debug mode follows -X dev / PYTHONASYNCIODEBUG, as asyncio's does.
         self.set_debug(coroutines._is_debug_mode())
+
+
+# The methods asyncio's C Task and Future call on every step get entry points
+# owned by this class: a call then checks `self` with one comparison instead
+# of walking the MRO above (see src/fast_methods.rs).
+_install_fast_methods(Loop)

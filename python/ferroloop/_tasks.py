@@ -49,22 +49,21 @@ def _name_factory_task(task, name):
         task.set_name(name)
 
 
-def _new_task(loop, coro, kwargs):
-    task = tasks.Task(coro, loop=loop, **kwargs)
+def _trim_source_traceback(task):
+    """Debug mode: point the traceback at create_task()'s caller.
+
+    The stock loop drops its create_task frame; here that frame is in this
+    file too.
+    """
     source_traceback = task._source_traceback
-    # Debug mode: point the traceback at create_task()'s caller, as the stock
-    # loop does by dropping its create_task frame; here that frame and this
-    # helper's (both in this file).
     while source_traceback and source_traceback[-1].filename == __file__:
         del source_traceback[-1]
-    try:
-        return task
-    finally:
-        # A failed eager task's traceback can reach this frame: leaving the
-        # task in it would make a reference cycle (gh-128552).
-        del task
 
 
+# create_task() below calls tasks.Task directly (no helper frame, no keyword
+# dict): it runs once per task, and gather() or TaskGroup create many.  A
+# failed eager task's traceback can reach create_task's frame, so the task is
+# not left in a local of that frame (gh-128552): the `del task` in `finally`.
 class TasksMixin:
     """create_task and the task factory; create_future is native (LoopCore)."""
 
@@ -76,7 +75,13 @@ class TasksMixin:
             self._check_closed()
             if self._task_factory is not None:
                 return self._task_factory(self, coro, **kwargs)
-            return _new_task(self, coro, kwargs)
+            task = tasks.Task(coro, loop=self, **kwargs)
+            if task._source_traceback:
+                _trim_source_traceback(task)
+            try:
+                return task
+            finally:
+                del task
 
     elif _STYLE == 'kwargs':
         def create_task(self, coro, *, name=None, context=None, **kwargs):
@@ -90,16 +95,25 @@ class TasksMixin:
                 try:
                     return task
                 finally:
-                    del task    # as in _new_task()
-            return _new_task(self, coro,
-                             dict(kwargs, name=name, context=context))
+                    del task    # gh-128552, as below
+            task = tasks.Task(coro, loop=self, name=name, context=context,
+                         **kwargs)
+            if task._source_traceback:
+                _trim_source_traceback(task)
+            try:
+                return task
+            finally:
+                del task
 
     else:
         def create_task(self, coro, *, name=None, context=None):
             """Schedule a coroutine object and return its Task."""
             self._check_closed()
             if self._task_factory is None:
-                return _new_task(self, coro, {'name': name, 'context': context})
+                task = tasks.Task(coro, loop=self, name=name, context=context)
+                if task._source_traceback:
+                    _trim_source_traceback(task)
+                return task
             if context is None:
                 # Factories written before 3.11 take only (loop, coro).
                 task = self._task_factory(self, coro)

@@ -1,0 +1,102 @@
+//! Memory for `Handle` objects: a free list kept under the GIL.
+//!
+//! Every `call_soon` allocates a handle and every callback run frees one.
+//! PyO3's own free list (`#[pyclass(freelist = N)]`) takes a mutex on each
+//! allocation and each release, on top of a lazily initialised cell. The
+//! GIL already serialises both, so this list is a plain vector behind a
+//! `GilCell`, installed as the type's `tp_alloc` / `tp_free`.
+//!
+//! Only exact `Handle` instances use it; subclasses (`TimerHandle`, Python
+//! subclasses) keep their own allocation. As with any free list, a reused
+//! object skips the collector's allocation count, which objects that are
+//! created and dropped in pairs would only push towards needless collections.
+
+use std::ffi::c_void;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::PyTypeInfo;
+
+use crate::gil_cell::GilCell;
+use crate::handles::Handle;
+
+/// How many freed handles are kept for reuse.
+const CAPACITY: usize = 1024;
+
+struct FreeObjects(Vec<NonNull<ffi::PyObject>>);
+
+// SAFETY: the pointers are to freed handle objects that nothing references;
+// they are only handed out again under the GIL (the `GilCell`).
+unsafe impl Send for FreeObjects {}
+
+static FREE: GilCell<FreeObjects> = GilCell::new(FreeObjects(Vec::new()));
+
+/// The `Handle` type object, set by `install`.
+static HANDLE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+
+/// Makes `Handle` allocate from and release to the free list.
+pub(crate) fn install(py: Python<'_>) {
+    let ty = Handle::type_object_raw(py);
+    HANDLE_TYPE.store(ty, Ordering::Relaxed);
+    FREE.borrow_mut(py).0.reserve(CAPACITY);
+    // SAFETY: `ty` is the ready, live `Handle` heap type; replacing its
+    // allocation slots before any instance exists is what a C extension does
+    // in its type's setup. The two functions are a matching pair for GC
+    // objects of the type's basic size.
+    unsafe {
+        (*ty).tp_alloc = Some(handle_alloc);
+        (*ty).tp_free = Some(handle_free);
+    }
+}
+
+unsafe extern "C" fn handle_alloc(
+    subtype: *mut ffi::PyTypeObject,
+    nitems: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    if nitems == 0 && subtype == HANDLE_TYPE.load(Ordering::Relaxed) {
+        // SAFETY: CPython allocates with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        let reused = FREE.borrow_mut(py).0.pop();
+        if let Some(obj) = reused {
+            let obj = obj.as_ptr();
+            // SAFETY: `obj` is a released (untracked, unreferenced) handle of
+            // exactly this type and size. The body is zeroed, as a fresh
+            // allocation is, then the header is set up again (type reference
+            // and reference count).
+            unsafe {
+                let size = usize::try_from((*subtype).tp_basicsize).unwrap_or(0);
+                let header = std::mem::size_of::<ffi::PyObject>();
+                if size > header {
+                    ptr::write_bytes(obj.cast::<u8>().add(header), 0, size - header);
+                }
+                ffi::PyObject_Init(obj, subtype);
+            }
+            return obj;
+        }
+    }
+    // SAFETY: the default allocation for GC types, with the caller's arguments.
+    unsafe { ffi::PyType_GenericAlloc(subtype, nitems) }
+}
+
+unsafe extern "C" fn handle_free(obj: *mut c_void) {
+    let Some(nn) = NonNull::new(obj.cast::<ffi::PyObject>()) else {
+        return;
+    };
+    // SAFETY: tp_free gets a deallocated object whose type is still alive
+    // (the deallocator drops its type reference after this call).
+    let exact = unsafe { ffi::Py_TYPE(nn.as_ptr()) } == HANDLE_TYPE.load(Ordering::Relaxed);
+    if exact {
+        // SAFETY: CPython frees objects with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        let mut free = FREE.borrow_mut(py);
+        if free.0.len() < CAPACITY {
+            free.0.push(nn);
+            return;
+        }
+    }
+    // SAFETY: the type is a GC type allocated by PyType_GenericAlloc (or
+    // reused from this list, which only holds such objects).
+    unsafe { ffi::PyObject_GC_Del(obj) }
+}
