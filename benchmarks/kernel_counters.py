@@ -128,11 +128,11 @@ def render(results, args):
         shown = [c for c in columns
                  if any(statistics.median(r.get(c, 0) for r in rows) >= 0.0005
                         for rows in per_loop.values())]
-        lines.append(f"{'loop':10}" + "".join(f"{c:>11}" for c in shown))
+        lines.append(f"{'loop':10}" + "".join(f"{c:>12}" for c in shown))
         for loop, rows in per_loop.items():
             cells = [statistics.median(r.get(c, 0) for r in rows) for c in shown]
             lines.append(f"{loop:10}" + "".join(
-                f"{v:>11.1f}" if c.endswith("_us") else f"{v:>11.3f}"
+                f"{v:>12.1f}" if c.endswith("_us") else f"{v:>12.3f}"
                 for c, v in zip(shown, cells)))
     return "\n".join(lines)
 
