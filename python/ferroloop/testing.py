@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import io
 import math
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -45,9 +44,9 @@ _T = TypeVar('_T')
 #: before each jump of the clock; nothing is waited for with none pending.
 DEFAULT_GRACE = 0.01
 
-# Loops made since the pytest plugin last looked (it reports their virtual
-# time in failed tests' output).
-_created: weakref.WeakSet[VirtualLoop] = weakref.WeakSet()
+# Called with each new virtual-time loop (the pytest plugin reports their
+# clocks in failed tests' output).
+_observers: list[Callable[[VirtualLoop], None]] = []
 
 # Turns on an advance: the ready queue is drained at most this many times
 # (a task spinning on sleep(0) keeps it from ever being empty).
@@ -190,7 +189,8 @@ class VirtualLoop(Loop):
         _virtual_enable(self, float(start), float(grace), bool(manual),
                         bool(detect_deadlock))
         self.clock = VirtualClock(self)
-        _created.add(self)
+        for observe in _observers:
+            observe(self)
 
     def __repr__(self) -> str:
         return (
@@ -210,6 +210,16 @@ class VirtualLoop(Loop):
         _virtual_external(self, 1)
         fut.add_done_callback(self._external_done)
         return fut
+
+    async def _make_subprocess_transport(self, *args: Any, **kwargs: Any) -> Any:
+        # Popen runs in a thread of its own; once started, the child's
+        # exit is watched through a pidfd (a watched fd) and its pipes.
+        _virtual_external(self, 1)
+        try:
+            return await super()._make_subprocess_transport(*args, **kwargs)
+        finally:
+            if not self.is_closed():
+                _virtual_external(self, -1)
 
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         # Joining threads takes real time: a virtual timeout would expire
