@@ -42,7 +42,7 @@ pub(crate) fn _virtual_enable(
     }
     let py = core.py();
     let c = core.get();
-    if c.state(py).timers.borrow_mut(py).len() != 0
+    if !c.state(py).timers.borrow_mut(py).is_empty()
         || c.thread_id.load(std::sync::atomic::Ordering::Relaxed) != 0
     {
         return Err(PyRuntimeError::new_err(
