@@ -300,9 +300,12 @@ def test_deadlock_detection_can_be_turned_off():
         loop = asyncio.get_running_loop()
         loop.clock.detect_deadlock = False
         fut = loop.create_future()
-        threading.Timer(0.01, loop.call_soon_threadsafe,
-                        (fut.set_result, 7)).start()
-        return await fut
+        thread = threading.Thread(target=loop.call_soon_threadsafe,
+                                  args=(fut.set_result, 7))
+        thread.start()
+        value = await fut
+        thread.join()
+        return value
 
     assert run(main()) == 7
 
