@@ -379,3 +379,24 @@ def test_asyncio_run_with_the_loop_factory():
         return asyncio.get_running_loop().time()
 
     assert asyncio.Runner(loop_factory=testing.new_virtual_loop).run(main()) == 86400.0
+
+
+def test_a_library_timeout_follows_virtual_time():
+    # aiohttp's client timeout is a loop timer like any other: against a
+    # real listening socket that never answers, it fires at t=30.
+    aiohttp = pytest.importorskip('aiohttp')
+    listener = socket.create_server(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            with pytest.raises(TimeoutError):
+                await session.get(f'http://127.0.0.1:{port}/')
+            return loop.time()
+
+    try:
+        assert run(main()) == 30.0
+    finally:
+        listener.close()
