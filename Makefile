@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients client-servers test-clients bench-scale-timers bench-scale-conns lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-virtual test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients client-servers test-clients bench-scale-timers bench-scale-conns lint fmt clean
 
 all: build
 
@@ -34,6 +34,12 @@ test-rust:
 
 test-cpython: build
 	$(PY) tests/cpython/run.py
+
+# CPython's test_asyncio modules that do not measure real time (tasks, locks,
+# queues, timeouts, taskgroups, waitfor) on the virtual-time test loop
+# (ferroloop.testing); see docs/virtual-time.md.
+test-virtual: build
+	$(PY) tests/cpython/run.py --loop virtual
 
 # Last, so `make test` ends with pytest's summary line.
 test-py: build

@@ -28,6 +28,7 @@ mod timer_heap;
 mod tls_protocol;
 mod transport_map;
 mod transports;
+mod virtual_time;
 mod writable_buffer;
 mod write_limits;
 
@@ -55,5 +56,9 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_sendto, m)?)?;
     m.add_class::<tls_protocol::TlsProtocolCore>()?;
     m.add_function(wrap_pyfunction!(tls_protocol::tls_app_write, m)?)?;
+    m.add_function(wrap_pyfunction!(virtual_time::_virtual_enable, m)?)?;
+    m.add_function(wrap_pyfunction!(virtual_time::_virtual_state, m)?)?;
+    m.add_function(wrap_pyfunction!(virtual_time::_virtual_set, m)?)?;
+    m.add_function(wrap_pyfunction!(virtual_time::_virtual_external, m)?)?;
     Ok(())
 }

@@ -12,11 +12,17 @@
 //! be reported but the waker, and work posted by other threads is already in
 //! the ready queue. With fds watched, every iteration polls, so I/O is never
 //! starved by a stream of callbacks.
+//!
+//! On a virtual-time loop (`ferroloop.testing`), step 2 asks the virtual
+//! clock instead: with nothing ready, the poll waits at most the real-time
+//! grace (zero when nothing outside the loop is pending) and the clock then
+//! jumps to the next timer; with nothing pending at all, the loop reports
+//! a deadlock instead of sleeping forever.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-use ferroloop_engine::{clock, timeout_to_ms, Events};
+use ferroloop_engine::{clock, timeout_to_ms, Events, Plan};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -27,6 +33,7 @@ use crate::iteration;
 use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
 use crate::pyhelpers::{format_callback_source, is_exit, lock};
 use crate::state::{LoopState, Runnable};
+use crate::virtual_time;
 
 /// Runs iterations until `stop()` was called.
 pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
@@ -56,6 +63,10 @@ fn run_once(
     let py = slf.py();
 
     // 1 + 2a: housekeeping, the poll timeout, and whether to poll at all.
+    // On a virtual-time loop: the deadline to jump to if the poll reports
+    // nothing, or that nothing can ever happen.
+    let mut jump_to: Option<f64> = None;
+    let mut deadlock = false;
     let (timeout_ms, poller) = {
         let st = core.state(py);
         let mut timers = st.timers.borrow_mut(py);
@@ -67,6 +78,19 @@ fn run_once(
         }
         let timeout = if !st.ready.is_empty() || core.stopping.load(Ordering::Relaxed) {
             Some(0.0)
+        } else if let Some(vc) = core.vclock.get() {
+            // Virtual time: jump to the next timer rather than sleep.
+            match vc.plan(timers.next_deadline(), st.has_fd_watchers()) {
+                Plan::Wait(t) => t,
+                Plan::Jump { target, wait } => {
+                    jump_to = Some(target);
+                    Some(wait)
+                }
+                Plan::Deadlock => {
+                    deadlock = true;
+                    None
+                }
+            }
         } else {
             timers
                 .next_deadline()
@@ -83,6 +107,9 @@ fn run_once(
         (timeout_ms, poller)
     };
     clear(garbage);
+    if deadlock {
+        virtual_time::report_deadlock(slf)?;
+    }
 
     // 2b: poll (the GIL is released only for a poll that may block).
     let polled = match &poller {
@@ -149,10 +176,18 @@ fn run_once(
         let mut st = core.state(py);
         let st = &mut *st;
         let mut timers = st.timers.borrow_mut(py);
+        if let Some(target) = jump_to {
+            // Nothing arrived within the grace: the clock moves on.
+            if polled_ok && events.is_empty() && st.ready.is_empty() {
+                if let Some(vc) = core.vclock.get() {
+                    vc.jump_to(target);
+                }
+            }
+        }
         let end_time = if timers.is_empty() {
             f64::NEG_INFINITY
         } else {
-            clock::monotonic() + core.clock_resolution
+            core.now() + core.clock_resolution
         };
         let ready = &mut st.ready;
         if !timers.is_empty() {

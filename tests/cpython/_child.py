@@ -79,6 +79,16 @@ class LoopUnderTest:
             import ferroloop
             self.policy_base = ferroloop.EventLoopPolicy
             self._factory = ferroloop.new_event_loop
+        elif name == "virtual":
+            # ferroloop's virtual-time test loop (ferroloop.testing).
+            from ferroloop import _policy, testing
+
+            class VirtualTimePolicy(_policy.EventLoopPolicy):
+                def new_event_loop(self):
+                    return testing.new_virtual_loop()
+
+            self.policy_base = VirtualTimePolicy
+            self._factory = testing.new_virtual_loop
         elif name == "asyncio":
             self.policy_base = asyncio.DefaultEventLoopPolicy
             # Must NOT go through the current policy: test_runners installs
@@ -348,7 +358,8 @@ def main():
         with open(args.skip_ids, encoding="utf-8") as f:
             done = {line.strip() for line in f if line.strip()}
 
-    excl = exclusions_mod.Exclusions(exclusions_mod.for_this_python())
+    excl = exclusions_mod.Exclusions(
+        exclusions_mod.for_this_python(loop=args.loop))
     selected = []
     for t in tests:
         if not isinstance(t, unittest.TestCase):

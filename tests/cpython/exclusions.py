@@ -23,6 +23,9 @@ CATEGORIES = (
     "transport not built yet: ",
     # The test fails with the stock asyncio loop on this machine as well.
     "fails on stock asyncio too: ",
+    # --loop virtual only: the test measures real time (time.monotonic, a
+    # thread's timeout) against the loop's clock, which is virtual there.
+    "real-time: ",
 )
 
 # The features being built now: `run.py --in-progress` runs the excluded
@@ -102,13 +105,22 @@ VERSIONED_EXCLUSIONS = [
 ]
 
 
-def for_this_python(version=None):
-    """EXCLUSIONS plus the VERSIONED_EXCLUSIONS that apply to this Python."""
+# Tests that cannot pass on the virtual-time loop (--loop virtual), each
+# with the reason: they hold the loop's clock against real time.
+VIRTUAL_EXCLUSIONS = {
+}
+
+
+def for_this_python(version=None, loop=None):
+    """EXCLUSIONS plus the VERSIONED_EXCLUSIONS that apply to this Python
+    (and VIRTUAL_EXCLUSIONS for the virtual-time loop)."""
     version = tuple(version or sys.version_info[:2])
     table = dict(EXCLUSIONS)
     for lo, hi, entries in VERSIONED_EXCLUSIONS:
         if (lo is None or version >= lo) and (hi is None or version <= hi):
             table.update(entries)
+    if loop == "virtual":
+        table.update(VIRTUAL_EXCLUSIONS)
     return table
 
 

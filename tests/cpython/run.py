@@ -60,6 +60,17 @@ REQUIRED_MODULES = [
 
 # Modules that newer Pythons added to test_asyncio; each runs where the
 # interpreter has it, so every version is held to its own suite.
+# The modules run on the virtual-time loop (--loop virtual, make
+# test-virtual): those whose tests do not measure real time.
+VIRTUAL_MODULES = [
+    "test_tasks",
+    "test_locks",
+    "test_queues",
+    "test_timeouts",
+    "test_taskgroups",
+    "test_waitfor",
+]
+
 NEWER_MODULES = [
     "test_eager_task_factory",  # 3.12
     "test_staggered",           # 3.12
@@ -405,10 +416,12 @@ def parse_args(argv):
     ap.add_argument("modules", nargs="*", metavar="module",
                     help="test_asyncio module names (default: the required "
                          "list: %s)" % " ".join(REQUIRED_MODULES))
-    ap.add_argument("--loop", choices=("ferroloop", "asyncio"),
+    ap.add_argument("--loop", choices=("ferroloop", "asyncio", "virtual"),
                     default=os.environ.get(LOOP_ENV, "ferroloop"),
                     help="loop under test (default: $%s or ferroloop); "
-                         "'asyncio' = stock loop, for the baseline" % LOOP_ENV)
+                         "'asyncio' = stock loop, for the baseline; 'virtual' = "
+                         "ferroloop's virtual-time test loop, on the "
+                         "modules that do not measure real time" % LOOP_ENV)
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="show tracebacks of failing tests, loop info and "
                          "stale exclusions")
@@ -442,10 +455,12 @@ def parse_args(argv):
     ap.add_argument("--keep-logs", metavar="DIR",
                     help="keep the children's logs and event files in DIR")
     opts = ap.parse_args(argv)
-    if opts.loop not in ("ferroloop", "asyncio"):
-        ap.error(f"${LOOP_ENV} must be ferroloop or asyncio")
+    if opts.loop not in ("ferroloop", "asyncio", "virtual"):
+        ap.error(f"${LOOP_ENV} must be ferroloop, asyncio or virtual")
     if opts.in_progress:
         opts.run_excluded += list(exclusions_mod.IN_PROGRESS)
+    if not opts.modules and opts.loop == "virtual":
+        opts.modules = list(VIRTUAL_MODULES)
     opts.modules = opts.modules or default_modules()
     for i, m in enumerate(opts.modules):
         m = m[:-3] if m.endswith(".py") else m
@@ -464,6 +479,9 @@ except ImportError as exc:
 if sys.argv[1] == "ferroloop":
     import ferroloop
     ferroloop.new_event_loop().close()
+if sys.argv[1] == "virtual":
+    import ferroloop.testing
+    ferroloop.testing.new_virtual_loop().close()
 """
 
 
@@ -474,7 +492,7 @@ def preflight(opts):
     if proc.returncode != 0:
         msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         print("\n".join(msg[-15:]), file=sys.stderr)
-        hint = " (build it: make build)" if opts.loop == "ferroloop" else ""
+        hint = " (build it: make build)" if opts.loop != "asyncio" else ""
         print(f"error: cannot run the tests with {sys.executable} and "
               f"--loop {opts.loop}{hint}", file=sys.stderr)
         return False

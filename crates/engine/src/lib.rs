@@ -9,7 +9,9 @@
 //!   thread or signal;
 //! * [`write_queue::WriteQueue`] and [`sockio`] — a transport's pending bytes
 //!   and its non-blocking socket calls;
-//! * [`clock`] — the monotonic clock asyncio's `loop.time()` uses.
+//! * [`clock`] — the monotonic clock asyncio's `loop.time()` uses;
+//! * [`virtual_clock::VirtualClock`] — the test loops' virtual clock, and
+//!   the decision to jump it to the next timer.
 //!
 //! Everything is generic over the callback type, so it is tested with plain
 //! Rust values; the PyO3 crate instantiates it with Python handles.
@@ -19,11 +21,13 @@ pub mod poller;
 pub mod ready;
 pub mod sockio;
 pub mod timers;
+pub mod virtual_clock;
 pub mod waker;
 pub mod write_queue;
 
 pub use poller::{timeout_to_ms, Event, Events, Interest, Poller, Registration};
 pub use ready::ReadyQueue;
 pub use timers::{Timer, TimerHeap};
+pub use virtual_clock::{Plan, VirtualClock};
 pub use waker::Waker;
 pub use write_queue::WriteQueue;
