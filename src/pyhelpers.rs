@@ -99,3 +99,45 @@ pub(crate) fn slice_of<'py>(
     };
     obj.get_item(slice)
 }
+
+/// What an unclosed transport's finalizer does, as asyncio's `__del__`:
+/// warns (ResourceWarning) and closes its socket. Errors are unraisable.
+///
+/// The transport is dropped in `tp_dealloc`, which the garbage collector
+/// reaches only after it has cleared the other objects of a dead cycle; a
+/// `socket.socket` whose instance dict was cleared that way no longer has the
+/// `_io_refs` that its `close()` reads. Its fd is then closed through
+/// `_socket.socket.close`, the base method that `close()` ends in.
+pub(crate) fn close_unclosed_transport_socket(py: Python<'_>, message: &str, sock: Py<PyAny>) {
+    let warned = PyErr::warn(
+        py,
+        &py.get_type::<pyo3::exceptions::PyResourceWarning>(),
+        &std::ffi::CString::new(message).unwrap_or_default(),
+        1,
+    );
+    if let Err(e) = warned {
+        e.write_unraisable(py, None);
+    }
+    let sock = sock.bind(py);
+    let Err(err) = sock.call_method0("close") else {
+        return;
+    };
+    if err.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
+        let base_close = py
+            .import("_socket")
+            .and_then(|m| m.getattr("socket"))
+            .and_then(|base| {
+                if sock.is_instance(&base)? {
+                    base.getattr("close")?.call1((sock,)).map(|_| true)
+                } else {
+                    Ok(false)
+                }
+            });
+        match base_close {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => e.write_unraisable(py, None),
+        }
+    }
+    err.write_unraisable(py, None);
+}

@@ -1270,22 +1270,8 @@ impl Drop for SocketTransport {
         Python::attach(|py| {
             let sock = self.state.borrow_mut(py).sock.take();
             let Some(sock) = sock else { return };
-            let warned = PyErr::warn(
-                py,
-                &py.get_type::<pyo3::exceptions::PyResourceWarning>(),
-                &std::ffi::CString::new(format!(
-                    "unclosed transport <SocketTransport fd={}>",
-                    self.fd
-                ))
-                .unwrap_or_default(),
-                1,
-            );
-            if let Err(e) = warned {
-                e.write_unraisable(py, None);
-            }
-            if let Err(e) = sock.bind(py).call_method0("close") {
-                e.write_unraisable(py, None);
-            }
+            let message = format!("unclosed transport <SocketTransport fd={}>", self.fd);
+            crate::pyhelpers::close_unclosed_transport_socket(py, &message, sock);
         });
     }
 }

@@ -153,18 +153,7 @@ impl Drop for DatagramTransport {
             let message = format!("unclosed transport <DatagramTransport fd={}>", self.fd);
             let sock = self.state.borrow_mut(py).sock.take();
             let Some(sock) = sock else { return };
-            let warned = PyErr::warn(
-                py,
-                &py.get_type::<pyo3::exceptions::PyResourceWarning>(),
-                &std::ffi::CString::new(message).unwrap_or_default(),
-                1,
-            );
-            if let Err(e) = warned {
-                e.write_unraisable(py, None);
-            }
-            if let Err(e) = sock.bind(py).call_method0("close") {
-                e.write_unraisable(py, None);
-            }
+            crate::pyhelpers::close_unclosed_transport_socket(py, &message, sock);
         });
     }
 }
