@@ -31,8 +31,8 @@ use crate::gil_cell::GilCell;
 use crate::handles::Handle;
 
 /// How many freed handles are kept for reuse while the loop is busy
-/// (at most ~4 MiB).
-const CAPACITY: usize = 32 * 1024;
+/// (at most ~7 MiB).
+const CAPACITY: usize = 64 * 1024;
 
 /// How many of them stay once the loop goes quiet (see `trim`).
 const KEEP: usize = 1024;
