@@ -10,6 +10,14 @@
 //! subclasses) keep their own allocation. As with any free list, a reused
 //! object skips the collector's allocation count, which objects that are
 //! created and dropped in pairs would only push towards needless collections.
+//!
+//! The list grows to the size of a burst (up to `CAPACITY`) and is cut back
+//! to `KEEP` when the loop goes quiet (`trim`). A burst is e.g. a producer
+//! thread's `call_soon_threadsafe` calls during one GIL switch interval
+//! (5 ms, tens of thousands of handles) that the loop then runs: with a
+//! short list, every handle past it went back to the object allocator, whose
+//! emptied arenas went back to the OS and were faulted in again by the next
+//! burst. Kept across the burst, the same memory is reused.
 
 use std::ffi::c_void;
 use std::ptr::{self, NonNull};
@@ -22,8 +30,12 @@ use pyo3::PyTypeInfo;
 use crate::gil_cell::GilCell;
 use crate::handles::Handle;
 
-/// How many freed handles are kept for reuse.
-const CAPACITY: usize = 1024;
+/// How many freed handles are kept for reuse while the loop is busy
+/// (at most ~7 MiB).
+const CAPACITY: usize = 64 * 1024;
+
+/// How many of them stay once the loop goes quiet (see `trim`).
+const KEEP: usize = 1024;
 
 struct FreeObjects(Vec<NonNull<ffi::PyObject>>);
 
@@ -40,7 +52,7 @@ static HANDLE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut(
 pub(crate) fn install(py: Python<'_>) {
     let ty = Handle::type_object_raw(py);
     HANDLE_TYPE.store(ty, Ordering::Relaxed);
-    FREE.borrow_mut(py).0.reserve(CAPACITY);
+    FREE.borrow_mut(py).0.reserve(KEEP);
     // SAFETY: `ty` is the ready, live `Handle` heap type; replacing its
     // allocation slots before any instance exists is what a C extension does
     // in its type's setup. The two functions are a matching pair for GC
@@ -99,4 +111,24 @@ unsafe extern "C" fn handle_free(obj: *mut c_void) {
     // SAFETY: the type is a GC type allocated by PyType_GenericAlloc (or
     // reused from this list, which only holds such objects).
     unsafe { ffi::PyObject_GC_Del(obj) }
+}
+
+/// Releases the kept handles beyond `KEEP`. The loop calls it when it goes
+/// quiet: a poll that waited and timed out with nothing to report, or
+/// `close()`.
+pub(crate) fn trim(py: Python<'_>) {
+    let excess = {
+        let mut free = FREE.borrow_mut(py);
+        if free.0.len() <= KEEP {
+            return;
+        }
+        let excess = free.0.split_off(KEEP);
+        free.0.shrink_to(KEEP);
+        excess
+    };
+    for obj in excess {
+        // SAFETY: the list holds only released handles of the exact type,
+        // allocated as GC objects (see `handle_free`); nothing references them.
+        unsafe { ffi::PyObject_GC_Del(obj.as_ptr().cast()) }
+    }
 }

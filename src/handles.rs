@@ -5,6 +5,7 @@
 //! Both are one native struct: a `TimerHandle` is a `Handle` whose `timer`
 //! part is set, so the loop's ready queue holds a single type.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Weak};
 
@@ -47,7 +48,8 @@ struct DebugParts {
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 pub struct Handle {
     pub(crate) callback: GilCell<Option<Callback>>,
-    pub(crate) context: Py<PyAny>,
+    /// Released by hand in `drop` (see there).
+    pub(crate) context: ManuallyDrop<Py<PyAny>>,
     cancelled: AtomicBool,
     /// True while a timer handle sits in the loop's timer heap (asyncio's
     /// `_scheduled`). Beside the other flags rather than in `TimerState`, so
@@ -72,9 +74,14 @@ impl Drop for Handle {
         // context destructor requires it tracked. A Handle lives only inside
         // its Python object, so this runs in tp_dealloc, with the GIL held.
         release_context(&self.context);
+        // SAFETY: as above, a handle is dropped with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: `context` is not used again; this is its only release.
+        let context = unsafe { ManuallyDrop::take(&mut self.context) };
+        // As a `Bound`: released at once, without dropping a `Py`'s check of
+        // whether the thread is attached (once per callback run).
+        drop(context.into_bound(py));
         if let Some(lock) = self.thread_lock.take() {
-            // SAFETY: as above, a handle is dropped with the GIL held.
-            let py = unsafe { Python::assume_attached() };
             HandleLock::recycle(py, lock);
         }
     }
@@ -99,7 +106,7 @@ impl Handle {
                 func: callback,
                 args,
             })),
-            context,
+            context: ManuallyDrop::new(context),
             cancelled: AtomicBool::new(false),
             scheduled: AtomicBool::new(timer.is_some()),
             timer,

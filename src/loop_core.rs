@@ -702,6 +702,8 @@ impl LoopCore {
         drop(waker);
         drop(handles);
         drop(orphans);
+        // What a burst left in the handle free list (see handle_alloc.rs).
+        crate::handle_alloc::trim(py);
     }
 
     /// The write end of the loop's self-pipe: `run_forever` in the main

@@ -118,7 +118,14 @@ fn run_once(
             Ok(0)
         }
         Some(poller) if timeout_ms == 0 => poller.wait(events, 0),
-        Some(poller) => py.detach(|| poller.wait(events, timeout_ms)),
+        Some(poller) => {
+            let polled = py.detach(|| poller.wait(events, timeout_ms));
+            if matches!(polled, Ok(0)) {
+                // Waited the whole timeout with nothing to do: quiet.
+                crate::handle_alloc::trim(py);
+            }
+            polled
+        }
     };
     let polled_ok = match polled {
         Ok(_) => true,

@@ -54,7 +54,10 @@ impl Waker {
 
     /// Makes the next (or current) poll return. Safe from any thread.
     pub fn wake(&self) {
-        if self.pending.swap(true, Ordering::AcqRel) {
+        // A plain load first: while a wake is pending (a busy producer's
+        // every call), no read-modify-write takes the cache line from the
+        // loop's core.
+        if self.pending.load(Ordering::Acquire) || self.pending.swap(true, Ordering::AcqRel) {
             return;
         }
         let byte = 0u8;
