@@ -80,8 +80,13 @@ impl QueuedCall {
         result
     }
 
-    /// The `Handle` the stock loop would have queued for this call.
-    pub(crate) fn to_handle<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Handle>> {
+    /// The `Handle` the stock loop would have queued for this call; with
+    /// `debug`, one that keeps naming its callback after running.
+    pub(crate) fn to_handle<'py>(
+        &self,
+        py: Python<'py>,
+        debug: bool,
+    ) -> PyResult<Bound<'py, Handle>> {
         let args = match &self.arg {
             None => PyTuple::empty(py),
             Some(arg) => PyTuple::new(py, [arg.bind(py)])?,
@@ -92,7 +97,7 @@ impl QueuedCall {
             self.context.clone_ref(py),
             None,
             None,
-            false,
+            debug,
             true,
         );
         Bound::new(py, handle)

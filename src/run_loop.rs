@@ -181,7 +181,7 @@ fn run_once(
             if let Runnable::Call(call) = &item {
                 // Debug reports name the handle: run it as one.
                 // (Should that allocation fail, it runs untimed.)
-                if let Ok(handle) = call.to_handle(py) {
+                if let Ok(handle) = call.to_handle(py, true) {
                     let handle = Runnable::Handle(handle.unbind());
                     release(py, std::mem::replace(&mut item, handle));
                 }
@@ -289,7 +289,7 @@ fn report_callback_error(slf: &Bound<'_, LoopCore>, item: &Runnable, err: PyErr)
         Runnable::Handle(handle) => handle,
         Runnable::Call(call) => {
             // The exception handler's context names the handle: made now.
-            made = call.to_handle(py)?.unbind();
+            made = call.to_handle(py, false)?.unbind();
             &made
         }
         Runnable::Sock(waiter) => {
