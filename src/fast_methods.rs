@@ -30,6 +30,7 @@ use pyo3::{Borrowed, PyTypeInfo};
 
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
+use crate::queued_call;
 
 /// A `PyMethodDef` in a static: CPython keeps a pointer to it in every
 /// descriptor made from it.
@@ -85,6 +86,7 @@ pub(crate) fn _install_fast_methods(cls: &Bound<'_, PyType>) -> PyResult<()> {
     if !cls.is_subclass_of::<LoopCore>()? {
         return Err(PyTypeError::new_err("expected a subclass of LoopCore"));
     }
+    crate::queued_call::learn(py);
     let core_type = LoopCore::type_object(py);
     for def in &DEFS {
         // SAFETY: ml_name is a static NUL-terminated string.
@@ -301,6 +303,14 @@ unsafe extern "C" fn call_soon(
         // SAFETY: CPython passes vectorcall arguments (see the callees).
         unsafe {
             let nargs = ffi::PyVectorcall_NARGS(nargsf as usize);
+            if queued_call::from_asyncio_helper(kwnames) && (nargs == 1 || nargs == 2) {
+                // asyncio's C Task / Future: the handle would be discarded.
+                let at = |i: isize| Borrowed::from_ptr(py, *args.offset(i));
+                let arg = (nargs == 2).then(|| at(1));
+                if queued_call::queue(py, core_of(py, slf).get(), at(0), arg, at(nargs))? {
+                    return Ok(queued_call::new_none());
+                }
+            }
             let Some(parsed) = parse_callback_args(py, args, nargs, kwnames) else {
                 return fallback(py, "call_soon", slf, args, nargs, kwnames);
             };

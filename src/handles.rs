@@ -92,6 +92,8 @@ impl Drop for Handle {
 pub struct TimerHandle {}
 
 impl Handle {
+    // Inlined into `call_soon`'s path: the struct is built in place.
+    #[inline(always)]
     pub(crate) fn new(
         callback: Py<PyAny>,
         args: Py<PyTuple>,

@@ -15,6 +15,7 @@ mod handles;
 mod iteration;
 mod loop_core;
 mod pyhelpers;
+mod queued_call;
 mod read_buffer;
 mod run_loop;
 mod sock_calls;

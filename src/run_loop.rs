@@ -217,8 +217,18 @@ fn run_once(
     clear(garbage);
 
     let debug = core.is_debug();
-    while let Some(item) = batch.pop_front() {
+    while let Some(mut item) = batch.pop_front() {
         iteration::set_last_of_batch(batch.is_empty());
+        if debug {
+            if let Runnable::Call(call) = &item {
+                // Debug reports name the handle: run it as one.
+                // (Should that allocation fail, it runs untimed.)
+                if let Ok(handle) = call.to_handle(py, true) {
+                    let handle = Runnable::Handle(handle.unbind());
+                    release(py, std::mem::replace(&mut item, handle));
+                }
+            }
+        }
         let result = match &item {
             Runnable::Handle(handle) => {
                 let h = handle.get();
@@ -233,6 +243,7 @@ fn run_once(
                 }
             }
             Runnable::Sock(waiter) => waiter.fire(py, core),
+            Runnable::Call(call) => call.run(py),
         };
         if let Err(err) = result {
             if let Err(fatal) = report_callback_error(slf, &item, err) {
@@ -263,6 +274,7 @@ fn release(py: Python<'_>, item: Runnable) {
     match item {
         Runnable::Handle(handle) => drop(handle.into_bound(py)),
         Runnable::Sock(waiter) => drop(waiter),
+        Runnable::Call(call) => call.release(py),
     }
 }
 
@@ -314,8 +326,14 @@ fn report_callback_error(slf: &Bound<'_, LoopCore>, item: &Runnable, err: PyErr)
     if is_exit(py, &err) {
         return Err(err);
     }
+    let made;
     let handle = match item {
         Runnable::Handle(handle) => handle,
+        Runnable::Call(call) => {
+            // The exception handler's context names the handle: made now.
+            made = call.to_handle(py, false)?.unbind();
+            &made
+        }
         Runnable::Sock(waiter) => {
             let context = PyDict::new(py);
             let message = format!("Exception in callback {}", waiter.describe());

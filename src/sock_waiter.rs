@@ -463,5 +463,10 @@ pub(crate) fn retire(py: Python<'_>, old: Runnable) -> PyResult<()> {
             w.forget(py);
             Ok(())
         }
+        // Never an fd watcher; nothing to retire.
+        Runnable::Call(c) => {
+            c.release(py);
+            Ok(())
+        }
     }
 }

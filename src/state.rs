@@ -14,15 +14,18 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::Handle;
+use crate::queued_call::QueuedCall;
 use crate::sock_waiter::SockWaiter;
 use crate::timer_heap::{new_timers, Timers};
 
 /// What the ready queue and the fd watcher maps hold: a Python callback, or
 /// a socket operation's native waiter (which needs no Python object of its
-/// own; see `sock_waiter.rs`).
+/// own; see `sock_waiter.rs`), or a callback of asyncio's C Task / Future
+/// (which never sees its handle; see `queued_call.rs`).
 pub(crate) enum Runnable {
     Handle(Py<Handle>),
     Sock(Arc<SockWaiter>),
+    Call(QueuedCall),
 }
 
 impl Runnable {
@@ -30,7 +33,7 @@ impl Runnable {
     pub(crate) fn is_cancelled(&self) -> bool {
         match self {
             Runnable::Handle(h) => h.get().is_cancelled(),
-            Runnable::Sock(_) => false,
+            Runnable::Sock(_) | Runnable::Call(_) => false,
         }
     }
 
@@ -39,6 +42,7 @@ impl Runnable {
         match self {
             Runnable::Handle(h) => Runnable::Handle(h.clone_ref(py)),
             Runnable::Sock(w) => Runnable::Sock(w.clone()),
+            Runnable::Call(c) => Runnable::Call(c.clone_ref(py)),
         }
     }
 
@@ -55,6 +59,7 @@ impl Runnable {
             Runnable::Handle(h) => visit.call(h),
             Runnable::Sock(w) if seen.insert(Arc::as_ptr(w)) => w.traverse(visit),
             Runnable::Sock(_) => Ok(()),
+            Runnable::Call(c) => c.traverse(visit),
         }
     }
 }
