@@ -7,6 +7,8 @@ mod context;
 mod debug;
 mod extra_info;
 mod fast_methods;
+#[cfg(feature = "faults")]
+mod faults_py;
 mod fd_watchers;
 mod gil_cell;
 mod handle_alloc;
@@ -55,5 +57,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_sendto, m)?)?;
     m.add_class::<tls_protocol::TlsProtocolCore>()?;
     m.add_function(wrap_pyfunction!(tls_protocol::tls_app_write, m)?)?;
+    #[cfg(feature = "faults")]
+    faults_py::install(m)?;
     Ok(())
 }

@@ -9,12 +9,14 @@
 //!   thread or signal;
 //! * [`write_queue::WriteQueue`] and [`sockio`] — a transport's pending bytes
 //!   and its non-blocking socket calls;
+//! * [`faults`] — optional syscall fault injection (feature `faults`);
 //! * [`clock`] — the monotonic clock asyncio's `loop.time()` uses.
 //!
 //! Everything is generic over the callback type, so it is tested with plain
 //! Rust values; the PyO3 crate instantiates it with Python handles.
 
 pub mod clock;
+pub mod faults;
 pub mod poller;
 pub mod ready;
 pub mod sockio;
