@@ -77,7 +77,7 @@ def trends(rows):
     return out
 
 
-def chart(rows, verdict, path, seconds, rounds):
+def chart(rows, verdict, path, seconds, rounds, loop_name):
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -104,7 +104,7 @@ def chart(rows, verdict, path, seconds, rounds):
                      f'{"ok" if ok else "FAIL"}', fontsize=8, loc='right')
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel('minutes (grey: warm-up)')
-    fig.suptitle(f'ferroloop soak: mixed TCP/TLS/UDP/subprocess/timer '
+    fig.suptitle(f'{loop_name} soak: mixed TCP/TLS/UDP/subprocess/timer '
                  f'workload, {seconds / 60:.0f} min, {rounds} rounds, '
                  f'Python {sys.version.split()[0]}', fontsize=9)
     fig.savefig(path, dpi=90)
@@ -141,13 +141,22 @@ def main():
     ap.add_argument('--period', type=float, default=0.5,
                     help='seconds per workload round')
     ap.add_argument('--out', default='build/soak')
+    ap.add_argument('--loop', choices=('ferroloop', 'asyncio'),
+                    default='ferroloop',
+                    help='asyncio: the stock loop, for comparison (no queue '
+                         'counts)')
     args = ap.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from _tlsutil import make_certs
     certs = make_certs(pathlib.Path(tempfile.mkdtemp()))
 
-    loop = ferroloop.new_event_loop()
+    if args.loop == 'asyncio':
+        loop = asyncio.new_event_loop()
+        loop._ready_count = lambda: len(loop._ready)
+        loop._timer_count = lambda: len(loop._scheduled)
+    else:
+        loop = ferroloop.new_event_loop()
     rec = workload.Record()
     loop.set_exception_handler(rec.handler)
     wl = workload.Workload(loop, rec, tls=certs)
@@ -163,7 +172,7 @@ def main():
         w.writeheader()
         w.writerows(rows)
     verdict = trends(rows)
-    chart(rows, verdict, out / 'soak.png', args.seconds, rounds)
+    chart(rows, verdict, out / 'soak.png', args.seconds, rounds, args.loop)
     failed = [k for k, (_, _, ok) in verdict.items() if not ok]
     if rec.violations:
         failed.append('violations')
