@@ -37,12 +37,13 @@ CALLS_RECOVERING = 'recv,send,accept,connect,pidfd'
 CALLS_ALL = CALLS_RECOVERING + ',epoll_ctl'
 
 
-def run_workload(seed, rate, calls, rounds=3, tolerated=()):
+def run_workload(seed, rate, calls, rounds=3, tolerated=(), op_timeout=4):
     env = dict(os.environ, PYTHONPATH=str(FAULTS_BUILD))
     env.pop('FERROLOOP_FAULTS_RATE', None)
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), '--seed', str(seed), '--rate',
-         str(rate), '--calls', calls, '--rounds', str(rounds)],
+         str(rate), '--calls', calls, '--rounds', str(rounds),
+         '--op-timeout', str(op_timeout)],
         env=env, capture_output=True, text=True, timeout=240)
     assert proc.stdout, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -84,7 +85,9 @@ def test_faults_with_poller_failures(seed):
 
 
 def test_every_accept_failure_is_the_stock_report():
-    report = run_workload(6, 0.5, 'accept', rounds=2)
+    # Each resource failure pauses accepting for ACCEPT_RETRY_DELAY (1 s):
+    # a client may wait several of them.
+    report = run_workload(6, 0.3, 'accept', rounds=2, op_timeout=30)
     reported = report['reported']
     accept = {k: v for k, v in reported.items()
               if 'socket.accept() out of system resource' in k}

@@ -85,6 +85,9 @@ def main():
     for _ in range(args.rounds):
         run(loop, wl.run_round())
     injected = _faults.stats()
+    if rec.unfinished and not rec.poller_faults:
+        rec.violations.append(f'subprocess transports never finished: '
+                              f'{rec.unfinished}')
     if rec.stalled and not rec.poller_faults:
         rec.violations.append(f'{rec.stalled} clients stalled without a '
                               'poller fault')

@@ -52,6 +52,7 @@ class Record:
         self.violations = []
         self.stalled = 0       # clients that got no answer in time
         self.poller_faults = 0  # epoll_ctl failures reported to the handler
+        self.unfinished = []   # subprocess transports that never finished
 
     def count(self, table, key, n=1):
         table[key] = table.get(key, 0) + n
@@ -99,6 +100,7 @@ class Record:
     def summary(self):
         return {'ok': self.ok, 'hit': self.hit, 'reported': self.reported,
                 'stalled': self.stalled, 'poller_faults': self.poller_faults,
+                'unfinished': len(self.unfinished),
                 'violations': self.violations}
 
     async def bounded(self, job, timeout):
@@ -280,8 +282,11 @@ class Workload:
             try:
                 await asyncio.wait_for(proc.wait(), self.op_timeout)
             except asyncio.TimeoutError:
-                rec.violations.append(
-                    f'subprocess: killed child never reaped {proc._transport!r}')
+                # The child was killed and reaped, but a pipe transport
+                # whose registration was refused never finishes closing
+                # (the stock pipe transports' code): acceptable only after
+                # a poller fault (faults.py checks).
+                rec.unfinished.append(repr(proc._transport))
             return
         if out != data or proc.returncode != 0:
             rec.violations.append(
