@@ -37,7 +37,7 @@ CALLS_RECOVERING = 'recv,send,accept,connect,pidfd'
 CALLS_ALL = CALLS_RECOVERING + ',epoll_ctl'
 
 
-def run_workload(seed, rate, calls, rounds=3, tolerated=(), op_timeout=4):
+def run_workload(seed, rate, calls, rounds=2, tolerated=(), op_timeout=4):
     env = dict(os.environ, PYTHONPATH=str(FAULTS_BUILD))
     env.pop('FERROLOOP_FAULTS_RATE', None)
     proc = subprocess.run(
