@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-virtual test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients client-servers test-clients bench-scale-timers bench-scale-conns lint fmt clean
+.PHONY: all build demo test test-rust test-py test-cpython test-virtual test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients client-servers test-clients bench-scale-timers bench-scale-conns lint fmt clean build-faults test-faults soak memcheck
 
 all: build
 
@@ -150,9 +150,42 @@ bench-net-selftest: build
 	$(LOADGEN)
 	$(PY) benchmarks/net_selftest.py
 
+# -- robustness (docs/robustness.md) ---------------------------------------
+# A second build with syscall fault injection compiled in (cargo feature
+# `faults`), in its own target dir, unpacked into build/faults: put it first
+# on PYTHONPATH to use it. `make build` and the wheels never have it.
+FAULTS_DIR := build/faults
+FAULTS_TARGET := target/faults
+
+build-faults: $(DEPS)
+	rm -rf $(FAULTS_TARGET)/wheels $(FAULTS_DIR)
+	CARGO_TARGET_DIR=$(FAULTS_TARGET) $(VENV)/bin/maturin build --release -q \
+	    --features faults -i $(PY) -o $(FAULTS_TARGET)/wheels
+	$(PY) -m zipfile -e $(FAULTS_TARGET)/wheels/*.whl $(FAULTS_DIR)
+
+# The mixed workload under injected faults (several seeds) and the fault
+# tests of the pytest suite, against the faults build.
+test-faults: build build-faults
+	$(PY) -m pytest tests/test_faults_workload.py -p no:cacheprovider
+
+# The mixed workload at a steady rate for SOAK_SECONDS (600 by default; 3600
+# for the documented hour), sampling memory, fds and loop queues: CSV + PNG
+# into SOAK_OUT; fails if a series trends upward after warm-up.
+SOAK_SECONDS ?= 600
+SOAK_OUT ?= build/soak
+soak: build
+	$(PY) tools/robustness/soak.py --seconds $(SOAK_SECONDS) --out $(SOAK_OUT)
+
+# The socket, TLS and subprocess tests under valgrind memcheck (CPython's
+# allocator off, its noise suppressed); fails on an invalid read or write
+# in a ferroloop frame.
+memcheck: build
+	tools/robustness/memcheck.sh
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --release -- -D warnings
+	CARGO_TARGET_DIR=$(FAULTS_TARGET) cargo clippy --workspace --release --features faults -- -D warnings
 	cargo clippy --release --manifest-path benchmarks/loadgen/Cargo.toml -- -D warnings
 
 fmt:

@@ -7,6 +7,8 @@ mod context;
 mod debug;
 mod extra_info;
 mod fast_methods;
+#[cfg(feature = "faults")]
+mod faults_py;
 mod fd_watchers;
 mod gil_cell;
 mod handle_alloc;
@@ -61,5 +63,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(virtual_time::_virtual_state, m)?)?;
     m.add_function(wrap_pyfunction!(virtual_time::_virtual_set, m)?)?;
     m.add_function(wrap_pyfunction!(virtual_time::_virtual_external, m)?)?;
+    #[cfg(feature = "faults")]
+    faults_py::install(m)?;
     Ok(())
 }

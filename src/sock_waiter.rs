@@ -22,7 +22,7 @@
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use ferroloop_engine::sockio;
+use ferroloop_engine::{faults, sockio};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -338,6 +338,13 @@ fn attempt(py: Python<'_>, sock: &Bound<'_, PyAny>, plain: bool, op: &SockOp) ->
             }
         }
         SockOp::Connect { address } => {
+            if let Some(e) = faults::inject(faults::Call::Connect) {
+                let code = e.raw_os_error().unwrap_or(libc::EIO);
+                return Err(PyOSError::new_err((
+                    code,
+                    format!("Connect call failed {}", address.bind(py).str()?),
+                )));
+            }
             let err = sock.call_method1(
                 intern!(py, "getsockopt"),
                 (libc::SOL_SOCKET, libc::SO_ERROR),
@@ -358,14 +365,24 @@ fn attempt(py: Python<'_>, sock: &Bound<'_, PyAny>, plain: bool, op: &SockOp) ->
             Some(value) => Step::Done(value.unbind()),
             None => Step::Wait,
         }),
-        SockOp::Accept => match py_step(py, sock.call_method0(intern!(py, "accept")))? {
-            Step::Done(pair) => {
-                let conn = pair.bind(py).get_item(0)?;
-                conn.call_method1(intern!(py, "setblocking"), (false,))?;
-                Ok(Step::Done(pair))
+        SockOp::Accept => {
+            if let Some(e) = faults::inject(faults::Call::Accept) {
+                return io_step(Err::<(), _>(e), |_| Ok(Step::Wait));
             }
-            other => Ok(other),
-        },
+            accept_step(py, sock)
+        }
+    }
+}
+
+/// `sock.accept()`, the new connection made non-blocking.
+fn accept_step(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<Step> {
+    match py_step(py, sock.call_method0(intern!(py, "accept")))? {
+        Step::Done(pair) => {
+            let conn = pair.bind(py).get_item(0)?;
+            conn.call_method1(intern!(py, "setblocking"), (false,))?;
+            Ok(Step::Done(pair))
+        }
+        other => Ok(other),
     }
 }
 

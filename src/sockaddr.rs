@@ -118,6 +118,9 @@ pub(crate) unsafe fn recvfrom_raw(
     ptr: *mut u8,
     len: usize,
 ) -> io::Result<(usize, RawAddr)> {
+    if let Some(e) = ferroloop_engine::faults::inject(ferroloop_engine::faults::Call::Recv) {
+        return Err(e);
+    }
     let mut addr = RawAddr::zeroed();
     addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: the caller guarantees `ptr..ptr+len` is writable; `addr.storage`
@@ -142,6 +145,9 @@ pub(crate) unsafe fn recvfrom_raw(
 
 /// `sendto(fd, data, 0, addr)`.
 pub(crate) fn sendto(fd: RawFd, data: &[u8], addr: &RawAddr) -> io::Result<usize> {
+    if let Some(e) = ferroloop_engine::faults::inject(ferroloop_engine::faults::Call::Send) {
+        return Err(e);
+    }
     // SAFETY: `data` is readable for its length and `addr.storage` holds a
     // socket address of `addr.len` bytes; both outlive the call.
     let n = unsafe {

@@ -15,8 +15,11 @@ import asyncio as _asyncio
 
 from asyncio import events as _events
 
+from . import _faults
 from . import _policy
 from ._loop import Loop
+
+_faults.install()  # a no-op outside fault-injection builds
 
 if _policy.POLICIES_DEPRECATED:
     # As asyncio.DefaultEventLoopPolicy on 3.14+: still there, but it warns

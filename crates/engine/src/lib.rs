@@ -11,12 +11,14 @@
 //!   and its non-blocking socket calls;
 //! * [`clock`] — the monotonic clock asyncio's `loop.time()` uses;
 //! * [`virtual_clock::VirtualClock`] — the test loops' virtual clock, and
-//!   the decision to jump it to the next timer.
+//!   the decision to jump it to the next timer;
+//! * [`faults`] — optional syscall fault injection (feature `faults`).
 //!
 //! Everything is generic over the callback type, so it is tested with plain
 //! Rust values; the PyO3 crate instantiates it with Python handles.
 
 pub mod clock;
+pub mod faults;
 pub mod poller;
 pub mod ready;
 pub mod sockio;

@@ -137,6 +137,13 @@ impl Poller {
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        // Only adding or changing a registration can fail for want of
+        // memory (ENOMEM) or of watches (ENOSPC).
+        if op != libc::EPOLL_CTL_DEL {
+            if let Some(e) = crate::faults::inject(crate::faults::Call::EpollCtl) {
+                return Err(e);
+            }
+        }
         let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call; the
         // kernel validates `fd` itself (EBADF) and never keeps the pointer.

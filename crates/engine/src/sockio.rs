@@ -7,6 +7,8 @@
 use std::io;
 use std::os::fd::RawFd;
 
+use crate::faults::{self, Call};
+
 fn cvt(n: isize) -> io::Result<usize> {
     if n < 0 {
         Err(io::Error::last_os_error())
@@ -17,6 +19,9 @@ fn cvt(n: isize) -> io::Result<usize> {
 
 /// `recv(fd, buf, 0)`: Ok(0) is end of stream.
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    if let Some(e) = faults::inject(Call::Recv) {
+        return Err(e);
+    }
     // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes for the
     // duration of the call; the kernel validates `fd`.
     cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
@@ -28,6 +33,9 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// SAFETY: `ptr` must be valid for writes of `len` bytes for the duration of
 /// the call (the memory may be uninitialised; only the kernel writes it).
 pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
+    if let Some(e) = faults::inject(Call::Recv) {
+        return Err(e);
+    }
     // SAFETY: the caller guarantees `ptr..ptr+len` is writable.
     cvt(unsafe { libc::recv(fd, ptr.cast(), len, 0) })
 }
@@ -41,6 +49,9 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// `send(fd, buf, MSG_NOSIGNAL)`: a closed peer gives EPIPE, never SIGPIPE.
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    if let Some(e) = faults::inject(Call::Send) {
+        return Err(e);
+    }
     // SAFETY: `buf` is a live slice of `buf.len()` bytes for the duration of
     // the call; the kernel validates `fd`.
     cvt(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
@@ -48,6 +59,9 @@ pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 
 /// `sendmsg(fd, slices, MSG_NOSIGNAL)`: one vectored send, no SIGPIPE.
 pub fn send_vectored(fd: RawFd, slices: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+    if let Some(e) = faults::inject(Call::Send) {
+        return Err(e);
+    }
     // SAFETY: a zeroed msghdr is valid (no name, no control data); msg_iov
     // points at `slices`, whose IoSlice layout is guaranteed to match iovec on
     // Unix, and both outlive the call; the kernel only reads them.
