@@ -26,6 +26,7 @@ mod state;
 mod stream_delivery;
 mod timer_heap;
 mod tls_protocol;
+mod tls_read;
 mod transport_map;
 mod transports;
 mod writable_buffer;
