@@ -116,7 +116,6 @@ pub struct SocketTransport {
 }
 
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 pub(crate) fn cached<'py>(
@@ -751,7 +750,7 @@ impl SocketTransport {
             server_slot(py, server.bind(py), "_attach", transport)?;
         }
         // Disable Nagle: small writes go out without waiting for the ACK.
-        cached(py, &SET_NODELAY, "asyncio.base_events", "_set_nodelay")?.call1((sock,))?;
+        crate::nodelay::set_nodelay(sock, this.fd)?;
         this.call_soon(
             py,
             &protocol.getattr(intern!(py, "connection_made"))?,
