@@ -30,6 +30,7 @@ use crate::pyhelpers::{asyncio_logger, is_exit};
 use crate::sock_calls::{os_error, recv_bytes_copied};
 use crate::stream_delivery::{self, Received};
 use crate::tls_protocol::TlsProtocolCore;
+use crate::tls_read::{self, TlsReceived};
 use crate::writable_buffer::recv_into_object;
 use crate::write_limits::WriteLimits;
 
@@ -115,7 +116,6 @@ pub struct SocketTransport {
 }
 
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 pub(crate) fn cached<'py>(
@@ -429,14 +429,12 @@ impl SocketTransport {
         protocol: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = slf.py();
-        // ferroloop's own SSLProtocol: its native methods, without the
-        // method lookups.
-        let tls = protocol.cast::<TlsProtocolCore>().ok();
-        let buf = match tls
-            .map_or_else(
-                || protocol.call_method1(intern!(py, "get_buffer"), (-1,)),
-                |tls| TlsProtocolCore::get_buffer_impl(tls, -1),
-            )
+        // ferroloop's own SSLProtocol: straight into its incoming BIO.
+        if let Ok(tls) = protocol.cast::<TlsProtocolCore>() {
+            return Self::read_into_tls(slf, tls);
+        }
+        let buf = match protocol
+            .call_method1(intern!(py, "get_buffer"), (-1,))
             .and_then(|buf| {
                 if buf.len()? == 0 {
                     Err(PyRuntimeError::new_err(
@@ -471,13 +469,7 @@ impl SocketTransport {
         if nbytes == 0 {
             return Self::on_eof(slf);
         }
-        let updated = match tls {
-            Some(tls) => TlsProtocolCore::buffer_updated_impl(tls, nbytes as isize),
-            None => protocol
-                .call_method1(intern!(py, "buffer_updated"), (nbytes,))
-                .map(drop),
-        };
-        match updated {
+        match protocol.call_method1(intern!(py, "buffer_updated"), (nbytes,)) {
             Err(err) if is_exit(py, &err) => Err(err),
             Err(err) => Self::fatal_error(
                 slf,
@@ -485,6 +477,43 @@ impl SocketTransport {
                 "Fatal error: protocol.buffer_updated() call failed.",
             ),
             Ok(_) => Ok(()),
+        }
+    }
+
+    /// read_into_protocol_buffer for ferroloop's SSLProtocol: the same
+    /// steps (get_buffer's size, recv, buffer_updated) and the same error
+    /// messages, with the ciphertext going from the shared read buffer into
+    /// the incoming BIO instead of through `_ssl_buffer` (see `tls_read`).
+    fn read_into_tls(slf: &Bound<'_, Self>, tls: &Bound<'_, TlsProtocolCore>) -> PyResult<()> {
+        let py = slf.py();
+        let fail = |err: PyErr, message: &str| {
+            if is_exit(py, &err) {
+                Err(err)
+            } else {
+                Self::fatal_error(slf, err, message)
+            }
+        };
+        let size_and_bio = TlsProtocolCore::read_size(tls)
+            .and_then(|size| Ok((size, TlsProtocolCore::incoming_bio(tls)?)));
+        let (size, incoming) = match size_and_bio {
+            Ok(found) => found,
+            Err(err) => return fail(err, "Fatal error: protocol.get_buffer() call failed."),
+        };
+        let fed = match tls_read::recv_into_bio(slf.get().fd, size, &incoming) {
+            Ok(Ok(TlsReceived::Eof)) => return Self::on_eof(slf),
+            Ok(Ok(TlsReceived::InBio)) => Ok(()),
+            Ok(Ok(TlsReceived::Copied(data))) => incoming
+                .call_method1(intern!(py, "write"), (data,))
+                .map(drop),
+            Ok(Err(e)) if sockio::would_block(&e) => return Ok(()),
+            Ok(Err(e)) => {
+                return Self::fatal_error(slf, os_error(e), "Fatal read error on socket transport")
+            }
+            Err(err) => Err(err),
+        };
+        match fed.and_then(|()| TlsProtocolCore::advance(tls)) {
+            Err(err) => fail(err, "Fatal error: protocol.buffer_updated() call failed."),
+            Ok(()) => Ok(()),
         }
     }
 
@@ -721,7 +750,7 @@ impl SocketTransport {
             server_slot(py, server.bind(py), "_attach", transport)?;
         }
         // Disable Nagle: small writes go out without waiting for the ACK.
-        cached(py, &SET_NODELAY, "asyncio.base_events", "_set_nodelay")?.call1((sock,))?;
+        crate::nodelay::set_nodelay(sock, this.fd)?;
         this.call_soon(
             py,
             &protocol.getattr(intern!(py, "connection_made"))?,

@@ -30,7 +30,7 @@
 //!   the C object in its `_sslobj`; for exactly `ssl.SSLObject` (not a
 //!   context's custom `sslobject_class`) the C methods are called directly.
 
-use pyo3::exceptions::{PyAttributeError, PyException, PyTypeError};
+use pyo3::exceptions::{PyAttributeError, PyException, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple};
@@ -222,7 +222,7 @@ impl TlsProtocolCore {
         this.getattr(intern!(py, "_ssl_buffer_view"))
     }
 
-    /// SSLProtocol.buffer_updated; the socket transport calls it directly.
+    /// SSLProtocol.buffer_updated, for Python callers.
     pub(crate) fn buffer_updated_impl(slf: &Bound<'_, Self>, nbytes: isize) -> PyResult<()> {
         let py = slf.py();
         let received = slice_of(
@@ -231,6 +231,32 @@ impl TlsProtocolCore {
             Some(nbytes),
         )?;
         Self::incoming(slf)?.call_method1(intern!(py, "write"), (received,))?;
+        Self::advance(slf)
+    }
+
+    /// The size of one read from the socket: what `get_buffer(-1)` asks
+    /// for (`max_size`).
+    pub(crate) fn read_size(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        let max_size: isize = slf.getattr(intern!(slf.py(), "max_size"))?.extract()?;
+        if max_size <= 0 {
+            // get_buffer would return an empty view.
+            return Err(PyRuntimeError::new_err(
+                "get_buffer() returned an empty buffer",
+            ));
+        }
+        Ok(max_size as usize)
+    }
+
+    /// The incoming BIO, for the socket transport's read (`tls_read`).
+    pub(crate) fn incoming_bio<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::incoming(slf)
+    }
+
+    /// The rest of buffer_updated: what the state machine does with new
+    /// ciphertext in the incoming BIO. The socket transport calls it after
+    /// its own read into the BIO (`tls_read`), which skips `_ssl_buffer`.
+    pub(crate) fn advance(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         match Self::state(slf)? {
             State::DoHandshake => drop(slf.call_method0(intern!(py, "_do_handshake"))?),
             State::Wrapped => Self::do_read(slf)?,

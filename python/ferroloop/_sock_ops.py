@@ -16,6 +16,7 @@ sock_sendfile's fallback waits in asyncio's shape (_wait_writable): a writer
 callback that retries, and a done callback on the future that removes it.
 """
 
+import _socket
 import functools
 import socket
 
@@ -30,6 +31,21 @@ except ImportError:  # pragma: no cover - Python built without ssl
     ssl = None  # type: ignore[assignment]
 
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
+_INET_FAMILIES = ((socket.AF_INET, socket.AF_INET6) if _HAS_IPv6
+                  else (socket.AF_INET,))
+
+# socket.socket's family / type properties convert the int to an enum member
+# on every read; _socket.socket's own members give the int. Only for exactly
+# socket.socket: a subclass may override the properties.
+_raw_family = _socket.socket.__dict__['family'].__get__
+_raw_type = _socket.socket.__dict__['type'].__get__
+
+
+def _family_type_proto(sock):
+    """(sock.family, sock.type, sock.proto), as ints when they can be."""
+    if type(sock) is socket.socket:
+        return _raw_family(sock), _raw_type(sock), sock.proto
+    return sock.family, sock.type, sock.proto
 
 
 def _check_not_ssl(sock):
@@ -178,11 +194,13 @@ class SockOpsMixin:
     async def sock_connect(self, sock, address):
         """Connect sock to address (host names are resolved first)."""
         self._check_sock(sock)
-        if sock.family == socket.AF_INET or (
-                _HAS_IPv6 and sock.family == socket.AF_INET6):
+        family, type_, proto = _family_type_proto(sock)
+        if family in _INET_FAMILIES:
+            if self._debug:
+                # getaddrinfo's debug log shows them as enum members.
+                family, type_ = sock.family, sock.type
             resolved = await self._ensure_resolved(
-                address, family=sock.family, type=sock.type, proto=sock.proto,
-                loop=self)
+                address, family=family, type=type_, proto=proto, loop=self)
             address = resolved[0][4]
 
         try:

@@ -8,6 +8,10 @@ come first in the MRO from ``_ferroloop.TlsProtocolCore``, which mirrors
 them method for method (see src/tls_protocol.rs).  The app transport's
 ``write`` goes straight to the native ``_write_appdata``.
 
+The stock ``__init__`` runs with the instance's ``max_size`` at 0 (see
+``SSLProtocol.__init__``), so it does not allocate a receive buffer that
+ferroloop's socket transport would never use.
+
 Both classes keep the names of the stock classes they extend (and are
 subclasses of them), so type names in reprs, logs and user checks read as
 with the stock loop.
@@ -32,6 +36,19 @@ class _SSLProtocolTransport(sslproto._SSLProtocolTransport):
 
 class SSLProtocol(TlsProtocolCore, sslproto.SSLProtocol):
     """sslproto.SSLProtocol with the record path in Rust."""
+
+    def __init__(self, *args, **kwargs):
+        # The stock __init__ starts with
+        # ``self._ssl_buffer = bytearray(self.max_size)``: 256 KiB allocated
+        # and zero-filled per connection, as much work as the rest of a
+        # handshake's Python code. ferroloop's socket transport reads into
+        # the incoming BIO without that buffer (src/tls_read.rs), so
+        # allocate it empty; get_buffer() still grows it for a caller.
+        self.max_size = 0
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            del self.max_size
 
     def _get_app_transport(self):
         if self._app_transport is None:
