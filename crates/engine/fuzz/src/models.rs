@@ -186,7 +186,7 @@ pub fn check_timers(data: &[u8]) {
                 assert_eq!(dropped, want_dropped, "pop_due({end}) dropped");
             }
             _ => {
-                if inp.u8() % 16 == 0 {
+                if inp.u8().is_multiple_of(16) {
                     assert_eq!(heap.drain_all().len(), model.len());
                     model.clear();
                 }
@@ -249,7 +249,7 @@ pub fn check_ready(data: &[u8]) {
                 model = want;
             }
             _ => {
-                if inp.u8() % 8 == 0 {
+                if inp.u8().is_multiple_of(8) {
                     assert_eq!(q.drain_all(), Vec::from(std::mem::take(&mut model)));
                 }
             }
@@ -280,7 +280,7 @@ pub fn check_write_queue(data: &[u8]) {
                 let bytes: Vec<u8> = (0..n).map(|i| fill.wrapping_add(i as u8)).collect();
                 fill = fill.wrapping_add(1);
                 model.extend_from_slice(&bytes);
-                if inp.u8() % 2 == 0 {
+                if inp.u8().is_multiple_of(2) {
                     q.push_copy(&bytes);
                 } else {
                     if n > COALESCE_MAX {
@@ -322,7 +322,7 @@ pub fn check_write_queue(data: &[u8]) {
                 }
             }
             _ => {
-                if inp.u8() % 4 == 0 {
+                if inp.u8().is_multiple_of(4) {
                     let back = q.clear();
                     let want: Vec<Vec<u8>> = shared
                         .iter()
@@ -338,7 +338,7 @@ pub fn check_write_queue(data: &[u8]) {
             }
         }
         assert_eq!(q.len(), model.len() - sent, "len");
-        assert_eq!(q.is_empty(), q.len() == 0);
+        assert_eq!(q.is_empty(), model.len() == sent);
         let live: Vec<&Vec<u8>> = shared
             .iter()
             .filter(|(end, _)| *end > sent)
