@@ -130,8 +130,13 @@ class Proto(asyncio.Protocol):
     def __init__(self, side, chan):
         self.side = side
         self.chan = chan
-        self.raise_in_data = False
+        self.raise_in = set()  # protocol methods that raise FuzzError next time
         self.keep_open_on_eof = False
+
+    def _maybe_raise(self, method):
+        if method in self.raise_in:
+            self.raise_in.discard(method)
+            raise FuzzError(self.chan)
 
     def connection_made(self, transport):
         self.side.transports[self.chan] = transport
@@ -139,16 +144,16 @@ class Proto(asyncio.Protocol):
 
     def data_received(self, data):
         self.side.ev(self.chan, "data", bytes(data))
-        if self.raise_in_data:
-            self.raise_in_data = False
-            raise FuzzError(self.chan)
+        self._maybe_raise("data_received")
 
     def eof_received(self):
         self.side.ev(self.chan, "eof")
+        self._maybe_raise("eof_received")
         return self.keep_open_on_eof
 
     def connection_lost(self, exc):
         self.side.ev(self.chan, "lost", exc_sig(exc))
+        self._maybe_raise("connection_lost")
 
 
 class Side:
@@ -247,6 +252,9 @@ class Side:
         loop = self.loop
         for fut in self.futures.values():
             fut.cancel()
+        # Also what run_until_complete left pending when a stop ended it.
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
         for tr in self.transports.values():
             tr.abort()
         for srv in self.servers.values():
@@ -639,14 +647,14 @@ class LoopDiff(RuleBasedStateMachine):
 
         self.apply(f"{c}.{meth}()", op)
 
-    @rule(c=conns)
-    def raise_in_next_data(self, c):
+    @rule(c=conns, method=st.sampled_from(["data_received", "eof_received", "connection_lost"]))
+    def protocol_raises(self, c, method):
         def op(s):
             proto = s.protos.get(c)
             if proto is not None:
-                proto.raise_in_data = True
+                proto.raise_in.add(method)
 
-        self.apply(f"{c}: data_received raises next", op)
+        self.apply(f"{c}: {method} raises next", op)
 
     @rule(c=conns, keep=st.booleans())
     def keep_open_on_eof(self, c, keep):

@@ -2,9 +2,13 @@
 operations on ferroloop and on the stock loop must leave the same trace
 (tests/_difffuzz.py says what is compared). Derandomized, so every run
 executes the same sequences; `make fuzz-diff` is the long, random run."""
-from hypothesis import HealthCheck, settings
+import pytest
 
-from _difffuzz import OPS, LoopDiff
+pytest.importorskip("hypothesis", reason="hypothesis is a dev dependency (requirements-dev.txt)")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from _difffuzz import OPS, LoopDiff  # noqa: E402
 
 SHORT = settings(
     max_examples=120,
