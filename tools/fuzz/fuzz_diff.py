@@ -11,6 +11,7 @@ differing line). Exit status 1 if any failure was found.
 """
 import argparse
 import os
+import resource
 import sys
 import time
 import traceback
@@ -60,7 +61,8 @@ def main():
             last = now
             print(
                 f"[{now - start:7.0f}s] operations {counter_value(_difffuzz.OPS):,}  "
-                f"sequences {counter_value(_difffuzz.SEQUENCES):,}  failures {len(failures)}",
+                f"sequences {counter_value(_difffuzz.SEQUENCES):,}  failures {len(failures)}  "
+                f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB",
                 flush=True,
             )
     ops, seqs = counter_value(_difffuzz.OPS), counter_value(_difffuzz.SEQUENCES)
