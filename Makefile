@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: all build demo test test-rust test-py test-cpython test-virtual test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients client-servers test-clients bench-scale-timers bench-scale-conns lint fmt clean build-faults test-faults soak memcheck
+.PHONY: all build demo test test-rust test-py test-cpython test-virtual test-matrix bench-matrix matrix-tree wheels check-wheels bench bench-net bench-net-selftest bench-proc bench-tls bench-report bench-clients client-servers test-clients bench-scale-timers bench-scale-conns lint fmt clean build-faults test-faults soak memcheck fuzz-diff fuzz-engine
 
 all: build
 
@@ -181,6 +181,31 @@ soak: build
 # in a ferroloop frame.
 memcheck: build
 	tools/robustness/memcheck.sh
+
+# Differential fuzzing (tests/_difffuzz.py): random sequences of loop
+# operations on ferroloop and on the stock loop, traces compared. `make test`
+# runs a short derandomized version (tests/test_difffuzz.py). FUZZ_OPS is the
+# number of operations; it prints operations, sequences and failures.
+FUZZ_OPS ?= 1000000
+fuzz-diff: build
+	$(PY) tools/fuzz/fuzz_diff.py --ops $(FUZZ_OPS)
+
+# cargo-fuzz (libFuzzer; needs the nightly toolchain, installed with rustup
+# and `cargo install cargo-fuzz` if absent) on the engine's timer heap, ready
+# queue and write queue against reference models (crates/engine/fuzz), each
+# for FUZZ_SECONDS. A seeded short run is in `make test-rust` (stable).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := timers ready write_queue
+fuzz-engine:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@rustup run nightly cargo --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	@cd crates/engine && mkdir -p fuzz/logs && for t in $(FUZZ_TARGETS); do \
+	    echo "=== cargo fuzz run $$t ($(FUZZ_SECONDS) s)"; \
+	    cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        >fuzz/logs/$$t.log 2>&1; rc=$$?; \
+	    grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)' fuzz/logs/$$t.log; \
+	    [ $$rc = 0 ] || { tail -40 fuzz/logs/$$t.log; exit 1; }; \
+	done
 
 lint:
 	cargo fmt --all -- --check

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::context::{expose_context, release_context, run_in_context};
 use crate::gil_cell::GilCell;
@@ -259,6 +260,20 @@ impl Handle {
 
 #[pymethods]
 impl Handle {
+    /// GC traversal. One-shot handles are untracked while queued (the loop
+    /// owns them and visits them), so this matters for fd watchers' handles
+    /// and for one-shot handles the loop let go of unrun at close, which are
+    /// tracked again (`loop_core::retrack_released`): a cycle through their
+    /// callback is then found and collected, as with asyncio's handles.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(Some(cb)) = self.callback.peek_for_gc() {
+            visit.call(&cb.func)?;
+            visit.call(&cb.args)?;
+        }
+        visit.call(&self.context)?;
+        Ok(())
+    }
+
     /// Cancels the call. Idempotent.
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();

@@ -773,6 +773,25 @@ fn untrack_atomic_args(args: &Bound<'_, PyTuple>) {
     }
 }
 
+/// Puts a one-shot handle that the loop lets go of without running or
+/// cancelling it (loop close) back in the garbage collector's view. It still
+/// holds its callback, and whoever keeps the handle (`self._timer =
+/// loop.call_later(d, self._tick)`) may be in a cycle through it, which only
+/// the collector can break: untracked, such a cycle leaked for good (found by
+/// the differential fuzzer; asyncio's handles are always tracked).
+pub(crate) fn retrack_released(handle: &Py<Handle>) {
+    let p = handle.as_ptr();
+    // SAFETY: `p` is a live object of a GC-enabled type (we hold a
+    // reference); tracking an untracked GC object is permitted at any time
+    // the GIL is held (the loop's state is only reached with it), and the
+    // IsTracked check keeps us from tracking it twice.
+    unsafe {
+        if pyo3::ffi::PyObject_GC_IsTracked(p) == 0 {
+            pyo3::ffi::PyObject_GC_Track(p.cast());
+        }
+    }
+}
+
 /// Takes a one-shot handle out of the garbage collector's view.
 ///
 /// PyO3 makes every class a GC container, but a one-shot handle lets go of

@@ -141,6 +141,8 @@ impl LoopState {
     }
 
     /// Empties everything (loop close); the caller drops the result unlocked.
+    /// Handles that never ran go back under the garbage collector's eye
+    /// (see `retrack_released`).
     pub(crate) fn take_all(&mut self, py: Python<'_>) -> Vec<Runnable> {
         let mut out = self.ready.drain_all();
         out.extend(
@@ -150,6 +152,11 @@ impl LoopState {
                 .into_iter()
                 .map(|s| Runnable::Handle(s.0)),
         );
+        for r in &out {
+            if let Runnable::Handle(h) = r {
+                crate::loop_core::retrack_released(h);
+            }
+        }
         out.extend(self.readers.drain().map(|(_, r)| r));
         out.extend(self.writers.drain().map(|(_, r)| r));
         out.append(&mut self.orphans);

@@ -117,8 +117,19 @@ impl<T: Timer> TimerHeap<T> {
         true
     }
 
-    /// Schedules `item` at `when`. NaN deadlines sort after every number.
+    /// Schedules `item` at `when`. A NaN deadline is due at once: asyncio's
+    /// `when >= end_time` test is false for NaN, so the stock loop fires such
+    /// a timer as soon as it reaches the top of its heap. Kept as NaN, it
+    /// would sort after every number (or, with the sign bit set, before
+    /// every number and block all later timers), never be due and make every
+    /// poll timeout 0: a busy loop. So it is queued as `-inf`, in scheduling
+    /// order among the other timers due at `-inf`.
     pub fn push(&mut self, when: f64, item: T) {
+        let when = if when.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            when
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.heap.push(Entry { when, seq, item });
@@ -346,6 +357,18 @@ mod tests {
         assert!(h.len() < 3000);
         let live: Vec<u32> = (0..3000).filter(|id| id % 3 == 0).collect();
         assert_eq!(due_ids(&mut h, 6.0), live);
+    }
+
+    #[test]
+    fn nan_deadlines_are_due_at_once() {
+        let mut h = TimerHeap::new();
+        h.push(1.0, t(1));
+        h.push(f64::NAN, t(2));
+        h.push(-f64::NAN, t(3));
+        h.push(f64::NEG_INFINITY, t(4));
+        assert_eq!(h.next_deadline(), Some(f64::NEG_INFINITY));
+        assert_eq!(due_ids(&mut h, 0.5), vec![2, 3, 4]);
+        assert_eq!(due_ids(&mut h, 2.0), vec![1]);
     }
 
     #[test]
