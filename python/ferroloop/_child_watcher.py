@@ -186,6 +186,8 @@ class ChildExitWatcher:
         return True
 
     def _pidfd_readable(self, pid, pidfd, callback, args):
+        # One frame for the whole exit (this runs once per child): reap,
+        # stop watching, log, tell.
         try:
             waited, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
@@ -197,12 +199,21 @@ class ChildExitWatcher:
             raise
         else:
             if not waited:
-                # A pidfd turns readable only once the child exited, so
-                # this should not happen; keep watching if it does.
+                # Not exited yet (the check at watch(now=True)), or a
+                # spurious report: a pidfd turns readable only once the
+                # child exited.  Keep watching.
                 return
-            returncode = _exit_code(status)
-            self._log_exit(pid, returncode)
-        self._stop_watching_pidfd(pid)
+            try:
+                returncode = os.waitstatus_to_exitcode(status)
+            except ValueError:
+                # A status it does not understand: reported as is, as
+                # asyncio's unix_events.waitstatus_to_exitcode does.
+                returncode = status
+            if self._loop._debug:
+                self._log_exit(pid, returncode)
+        del self._pidfds[pid]
+        self._loop._remove_reader(pidfd)
+        os.close(pidfd)
         callback(pid, returncode, *args)
 
     def _log_exit(self, pid, returncode):

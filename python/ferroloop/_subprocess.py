@@ -17,7 +17,7 @@ What differs from the stock unix loop:
 
 - Who notices the exit: the loop's own ChildExitWatcher (pidfd, or a waiter
   thread), not the policy's child watcher (see _child_watcher).
-- Where subprocess.Popen runs: in a short-lived thread of its own, while
+- Where subprocess.Popen runs: in a thread of the loop's (_spawner), while
   the loop goes on.  Popen blocks until the child has exec'd (it reads the
   exec-error pipe, and runs preexec_fn in the child before that); the loop
   thread never waits for it.  Popen's exception (FileNotFoundError, ...) is
@@ -32,13 +32,13 @@ What differs from the stock unix loop:
 
 import asyncio
 import subprocess
-import threading
 
 from asyncio import base_events
 from asyncio import unix_events
 from asyncio.log import logger
 
 from ._child_watcher import ChildExitWatcher
+from ._spawner import Spawner
 
 
 # 3.14 dropped the policy-level child watchers (feature-detected here): its
@@ -65,76 +65,81 @@ class _UnixSubprocessTransport(unix_events._UnixSubprocessTransport):
 SubprocessTransport = _UnixSubprocessTransport
 
 
-class _ExitRelay:
-    """Holds a child's exit until the transport to tell exists."""
+class _ChildStart:
+    """One child being started: Popen runs in the loop's spawner thread
+    (__call__), its outcome comes back to the loop thread (_deliver), and
+    the child's exit is held until the transport to tell exists."""
 
-    def __init__(self):
+    __slots__ = ('_loop', '_popen_args', '_popen_kwargs', 'waiter',
+                 'outcome', '_exit', '_transport')
+
+    def __init__(self, loop, popen_args, popen_kwargs):
+        self._loop = loop
+        self._popen_args = popen_args
+        self._popen_kwargs = popen_kwargs
+        # Resolved by _deliver with the Popen object or Popen's exception,
+        # unless cancelled; a cancelled start awaits a fresh one.
+        self.waiter = loop.create_future()
+        # (Popen object or None, Popen's exception or None) once delivered
+        self.outcome = None
         self._exit = None
-        self._callback = None
+        self._transport = None
 
-    def exited(self, pid, returncode):
-        if self._callback is None:
-            self._exit = (pid, returncode)
-        else:
-            self._callback(pid, returncode)
-
-    def forward(self, callback, *args):
-        """From now on (and now, if it exited): callback(pid, rc, *args)."""
-        self._callback = lambda pid, returncode: callback(pid, returncode,
-                                                          *args)
-        if self._exit is not None:
-            self._callback(*self._exit)
-
-
-def _popen_in_thread(loop, popen_args, popen_kwargs):
-    """A future for subprocess.Popen(*popen_args, **popen_kwargs) run in a
-    thread of its own: (the Popen object, its _ExitRelay), or Popen's
-    exception."""
-    started = loop.create_future()
-
-    def deliver(proc, exc):
+    def __call__(self):
+        # In the spawner thread.
+        proc, exc = _popen(self._popen_args, self._popen_kwargs)
+        self._popen_args = self._popen_kwargs = None
         try:
-            if exc is not None:
-                if not started.cancelled():
-                    started.set_exception(exc)
-                return
-            # Watch for the exit now, in this callback, and reap a child
-            # that has exited already: a SIGCHLD handler that reaps every
-            # child (asyncio's FastChildWatcher), held until now, must not
-            # get to it first.
-            relay = _ExitRelay()
-            loop._child_exits().watch(proc.pid, relay.exited, now=True)
-            if started.cancelled():  # the loop is cancelling everything
-                _kill(proc)
-            else:
-                started.set_result((proc, relay))
-        finally:
-            loop._release_sigchld()
-
-    def spawn():
-        proc = exc = None
-        try:
-            proc = subprocess.Popen(*popen_args, **popen_kwargs)
-        except BaseException as e:  # handed to the awaiting coroutine
-            exc = e
-        try:
-            loop.call_soon_threadsafe(deliver, proc, exc)
+            self._loop.call_soon_threadsafe(self._deliver, proc, exc)
         except RuntimeError:
             # The loop closed meanwhile: nobody will wait for this child.
             if proc is not None:
                 _kill(proc)
                 proc.wait()
-        finally:
-            exc = None  # no cycle through the traceback
 
-    loop._hold_sigchld()
+    def _deliver(self, proc, exc):
+        try:
+            if exc is None:
+                # Watch for the exit now, in this callback.  With a signal
+                # handler on the loop, also reap a child that has exited
+                # already: a SIGCHLD handler that reaps every child
+                # (asyncio's FastChildWatcher), held until now, must not get
+                # to it first.  Without one, the pidfd's report will do.
+                loop = self._loop
+                loop._child_exits().watch(proc.pid, self._exited,
+                                          now=bool(loop._signal_handlers))
+            self.outcome = (proc, exc)
+            waiter = self.waiter
+            if not waiter.done():  # else: cancelled, the coroutine looks
+                if exc is None:    # at self.outcome
+                    waiter.set_result(proc)
+                else:
+                    waiter.set_exception(exc)
+        finally:
+            self._loop._release_sigchld()
+
+    def _exited(self, pid, returncode):
+        if self._transport is None:
+            self._exit = (pid, returncode)
+        else:
+            self._loop._child_exited(pid, returncode, self._transport)
+
+    def forward_exit(self, transport):
+        """Tell transport of the exit, from now on (and now, if it exited)."""
+        self._transport = transport
+        if self._exit is not None:
+            self._loop._child_exited(*self._exit, transport)
+
+
+def _popen(popen_args, popen_kwargs):
+    """(Popen(*popen_args, **popen_kwargs), None), or (None, its exception).
+
+    A frame of its own: the exception's traceback holds no _ChildStart.
+    """
     try:
-        threading.Thread(target=spawn, name='ferroloop-popen',
-                         daemon=True).start()
-    except BaseException:
-        loop._release_sigchld()
-        raise
-    return started
+        return subprocess.Popen(*popen_args, **popen_kwargs), None
+    except BaseException as exc:  # handed to the awaiting coroutine
+        return None, exc
 
 
 def _kill(proc):
@@ -167,6 +172,7 @@ class SubprocessMixin:
 
     # Made on first use: loops that never start a process create nothing.
     _child_exit_watcher = None
+    _child_spawner = None
 
     async def subprocess_shell(self, protocol_factory, cmd, *,
                                stdin=subprocess.PIPE,
@@ -254,22 +260,34 @@ class SubprocessMixin:
     async def _make_subprocess_transport(self, protocol, args, shell,
                                          stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
-        # The stock transport's Popen call, made in a thread; a Popen
-        # failure raises here, with no child left.
-        started = _popen_in_thread(self, (args,), dict(
+        # The stock transport's Popen call, made in the spawner thread; a
+        # Popen failure raises here, with no child left.
+        start = _ChildStart(self, (args,), dict(
             shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
             universal_newlines=False, bufsize=bufsize, **kwargs))
+        self._hold_sigchld()
+        try:
+            self._spawner().submit(start)
+        except BaseException:
+            self._release_sigchld()
+            raise
+        # A cancellation while the child is being started waits for it,
+        # to kill and reap it below (raised at once if Popen failed).
         cancelled = None
         while True:
             try:
-                proc, relay = await asyncio.shield(started)
+                proc = await start.waiter
             except asyncio.CancelledError as exc:
-                if started.cancelled():
-                    raise
-                # Wait for the child, to kill and reap it below.
                 cancelled = exc
-                continue
+                if start.outcome is None:
+                    # Not started yet (the waiter was cancelled): wait on.
+                    start.waiter = self.create_future()
+                    continue
+                proc, exc = start.outcome
+                if exc is not None:
+                    raise cancelled
             except BaseException:
+                # Popen's exception (or, cancelled, the cancellation)
                 if cancelled is not None:
                     raise cancelled
                 raise
@@ -279,7 +297,7 @@ class SubprocessMixin:
         transport = SubprocessTransport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
             waiter=waiter, extra=extra, started=proc)
-        relay.forward(self._child_exited, transport)
+        start.forward_exit(transport)
         try:
             if cancelled is not None:
                 raise cancelled
@@ -293,6 +311,11 @@ class SubprocessMixin:
             await transport._wait()
             raise
         return transport
+
+    def _spawner(self):
+        if self._child_spawner is None:
+            self._child_spawner = Spawner()
+        return self._child_spawner
 
     def _child_exits(self):
         if self._child_exit_watcher is None:
@@ -318,5 +341,7 @@ class SubprocessMixin:
         """Close the loop; children still running are reaped in the
         background (without notifying their transports)."""
         super().close()
+        if self._child_spawner is not None:
+            self._child_spawner.close()
         if self._child_exit_watcher is not None:
             self._child_exit_watcher.close()

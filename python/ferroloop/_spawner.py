@@ -1,0 +1,90 @@
+"""The thread that starts a loop's children (runs subprocess.Popen for it).
+
+_subprocess says why Popen runs off the loop thread.  One thread per loop
+does it, and it stays while children are being started, then IDLE_S past
+the last one, so that a burst of children costs one thread start, not one
+each (a thread's start and exit were the largest part of the loop's own
+CPU per child).  An idle loop keeps no thread: thread counts, and the
+warning os.fork() gives in a threaded process (3.12+), see what they see on
+the stock loop, which starts its children in the loop thread.
+
+- loop.close() stops the thread and joins it; a Popen call in flight
+  finishes first (its child is then killed and reaped, as the loop it was
+  for is closed).
+- os.fork(): the thread does not survive in the child process, whose first
+  start makes a thread of its own, with a new lock and queue (the parent's
+  lock may have been held at the fork).
+"""
+
+import os
+import queue
+import threading
+
+# How long the thread waits for the next child before it exits.
+IDLE_S = 0.1
+
+
+class Spawner:
+    """Runs jobs, one at a time and in order, in a thread of its own."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self):
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._jobs = queue.SimpleQueue()
+        # The thread taking jobs, if any (guarded by _lock)
+        self._thread = None
+        # Every thread started and not joined yet (an idle thread that has
+        # given up its place may still be winding down)
+        self._threads = []
+
+    def submit(self, job):
+        """Run job() in the thread; job must not raise."""
+        if self._pid != os.getpid():
+            self._reset()
+        with self._lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._serve,
+                                          name='ferroloop-spawner',
+                                          daemon=True)
+                # Raises (no thread, nothing queued) when no thread can
+                # start; the caller reports it as Popen's failure would be.
+                thread.start()
+                self._threads = [t for t in self._threads if t.is_alive()]
+                self._threads.append(thread)
+                self._thread = thread
+            self._jobs.put(job)
+
+    def _serve(self):
+        jobs = self._jobs
+        while True:
+            try:
+                job = jobs.get(timeout=IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    if not jobs.empty():
+                        continue  # submitted as the wait ran out
+                    if self._thread is threading.current_thread():
+                        self._thread = None
+                    return
+            if job is None:
+                return
+            job()
+            job = None  # not kept alive until the next one
+
+    def close(self):
+        """Stop the thread after the jobs already submitted; join it."""
+        if self._pid != os.getpid():
+            self._reset()  # the parent's thread; none runs here
+            return
+        with self._lock:
+            if self._thread is not None:
+                self._thread = None
+                self._jobs.put(None)
+            threads, self._threads = self._threads, []
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:  # a loop closed from a job's __del__
+                thread.join()

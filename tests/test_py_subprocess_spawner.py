@@ -1,0 +1,146 @@
+"""The spawner thread that runs subprocess.Popen for a ferroloop loop.
+
+One thread per loop serves a burst of children; it exits after being idle,
+is joined by loop.close(), and a forked child process gets its own.
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import warnings
+
+import pytest
+
+import ferroloop
+from ferroloop import _spawner
+
+from _procutil import SAFETY_TIMEOUT, assert_reaped, child_pids, python_child
+
+
+def spawner_threads():
+    return [t for t in threading.enumerate()
+            if t.name == 'ferroloop-spawner']
+
+
+@pytest.fixture
+def ferro():
+    loop = ferroloop.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def run(loop, coro):
+    return loop.run_until_complete(asyncio.wait_for(coro, SAFETY_TIMEOUT))
+
+
+def test_a_burst_of_children_is_started_by_one_thread(ferro):
+    seen = set()
+
+    async def one():
+        proc = await asyncio.create_subprocess_exec(
+            *python_child('pass'))
+        seen.update(t.ident for t in spawner_threads())
+        return proc.pid, await proc.wait()
+
+    async def main():
+        return await asyncio.gather(*(one() for _ in range(20)))
+
+    results = run(ferro, main())
+    assert [rc for _, rc in results] == [0] * 20
+    assert len(seen) == 1
+    assert_reaped([pid for pid, _ in results])
+
+
+def test_loop_close_joins_the_thread(ferro):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(*python_child('pass'))
+        return proc, await proc.wait()
+
+    proc, rc = run(ferro, main())
+    assert rc == 0
+    assert spawner_threads()  # idle, not gone yet
+    ferro.close()
+    assert spawner_threads() == []
+    assert_reaped([proc.pid])
+
+
+def test_idle_thread_exits_and_a_new_one_serves_the_next_child(ferro):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(*python_child('pass'))
+        return await proc.wait()
+
+    assert run(ferro, main()) == 0
+    [thread] = spawner_threads()
+    thread.join(SAFETY_TIMEOUT)  # it exits after IDLE_S without work
+    assert not thread.is_alive()
+    assert run(ferro, main()) == 0
+    assert [t for t in spawner_threads() if t is not thread]
+
+
+def test_popen_error_and_its_type_come_through(ferro):
+    async def main():
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec('/nonexistent/program')
+        with pytest.raises(TypeError):
+            await asyncio.create_subprocess_exec(sys.executable, 1.5)
+        proc = await asyncio.create_subprocess_exec(*python_child('pass'))
+        return await proc.wait()
+
+    assert run(ferro, main()) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
+def test_forked_process_gets_a_thread_of_its_own():
+    spawner = _spawner.Spawner()
+    done = threading.Event()
+    spawner.submit(done.set)
+    assert done.wait(SAFETY_TIMEOUT)
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        # 3.12+: fork() in a process with threads warns.
+        warnings.simplefilter('ignore', DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's thread does not exist here
+        code = 1
+        try:
+            ran = threading.Event()
+            spawner.submit(ran.set)
+            if ran.wait(SAFETY_TIMEOUT):
+                spawner.close()
+                code = 0 if not spawner_threads() else 2
+        finally:
+            os.write(w, bytes([code]))
+            os._exit(code)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b'\0'
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+        spawner.close()
+    assert spawner_threads() == []
+
+
+def test_close_while_a_child_starts_kills_and_reaps_it():
+    loop = ferroloop.new_event_loop()
+    started = threading.Event()
+    release = threading.Event()
+    # Hold the spawner thread in a job of ours, so that the child's start
+    # is still queued when the loop closes.
+    loop._spawner().submit(lambda: (started.set(), release.wait()))
+    assert started.wait(SAFETY_TIMEOUT)
+
+    async def start():
+        await asyncio.create_subprocess_exec(*python_child('pass'))
+
+    task = loop.create_task(start())
+    loop.run_until_complete(asyncio.sleep(0))  # the start is queued
+    release.set()
+    # Joins the thread: the child starts, finds the loop closed, and is
+    # killed and reaped there.
+    loop.close()
+    assert spawner_threads() == []
+    assert child_pids() == []
+    task._log_destroy_pending = False  # never to run: the loop is closed
