@@ -14,6 +14,7 @@ mod handle_lock;
 mod handles;
 mod iteration;
 mod loop_core;
+mod poll_skip;
 mod pyhelpers;
 mod read_buffer;
 mod run_loop;

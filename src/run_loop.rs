@@ -10,8 +10,10 @@
 //!
 //! A poll with a zero timeout is skipped when no fd is watched: nothing could
 //! be reported but the waker, and work posted by other threads is already in
-//! the ready queue. With fds watched, every iteration polls, so I/O is never
-//! starved by a stream of callbacks.
+//! the ready queue. With fds watched, it is skipped only while the last poll
+//! of this run is less than `poll_skip::SKIP_BOUND` old, so I/O is never
+//! starved by a stream of callbacks, and the first iteration of a run always
+//! polls (see poll_skip.rs).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -25,6 +27,7 @@ use crate::fd_watchers::{self, Side};
 use crate::handles::Handle;
 use crate::iteration;
 use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
+use crate::poll_skip::PollSkip;
 use crate::pyhelpers::{format_callback_source, is_exit, lock};
 use crate::state::{LoopState, Runnable};
 
@@ -34,8 +37,9 @@ pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let mut events = Events::with_capacity(256);
     let mut garbage: Vec<Runnable> = Vec::with_capacity(64);
     let mut batch: VecDeque<Runnable> = VecDeque::with_capacity(64);
+    let mut skip = PollSkip::new();
     let result = loop {
-        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch) {
+        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch, &mut skip) {
             break Err(e);
         }
         if core.stopping.load(Ordering::Relaxed) {
@@ -52,11 +56,14 @@ fn run_once(
     events: &mut Events,
     garbage: &mut Vec<Runnable>,
     batch: &mut VecDeque<Runnable>,
+    skip: &mut PollSkip,
 ) -> PyResult<()> {
     let py = slf.py();
 
     // 1 + 2a: housekeeping, the poll timeout, and whether to poll at all.
-    let (timeout_ms, poller) = {
+    // `skipped_at` is the time read to decide a zero-timeout poll was not
+    // needed (the loop's time for this iteration's timers).
+    let (timeout_ms, poller, skipped_at) = {
         let st = core.state(py);
         let mut timers = st.timers.borrow_mut(py);
         if !timers.is_empty() {
@@ -78,9 +85,18 @@ fn run_once(
                 "Event loop is closed",
             ));
         };
-        // A zero-timeout poll with no fd watched could only report the waker.
-        let poller = (timeout_ms != 0 || st.has_fd_watchers()).then(|| poller.clone());
-        (timeout_ms, poller)
+        // A zero-timeout poll with no fd watched could only report the waker;
+        // with fds watched it is left out while the last poll is recent.
+        let mut skipped_at = None;
+        let poller = if timeout_ms != 0 {
+            Some(poller.clone())
+        } else if !st.has_fd_watchers() {
+            None
+        } else {
+            skipped_at = skip.skip_zero_poll();
+            skipped_at.is_none().then(|| poller.clone())
+        };
+        (timeout_ms, poller, skipped_at)
     };
     clear(garbage);
 
@@ -91,7 +107,11 @@ fn run_once(
             Ok(0)
         }
         Some(poller) if timeout_ms == 0 => poller.wait(events, 0),
-        Some(poller) => py.detach(|| poller.wait(events, timeout_ms)),
+        Some(poller) => {
+            let polled = py.detach(|| poller.wait(events, timeout_ms));
+            skip.note_blocking_poll();
+            polled
+        }
     };
     let polled_ok = match polled {
         Ok(_) => true,
@@ -152,7 +172,7 @@ fn run_once(
         let end_time = if timers.is_empty() {
             f64::NEG_INFINITY
         } else {
-            clock::monotonic() + core.clock_resolution
+            skipped_at.unwrap_or_else(clock::monotonic) + core.clock_resolution
         };
         let ready = &mut st.ready;
         if !timers.is_empty() {
