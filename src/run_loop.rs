@@ -18,6 +18,10 @@
 //! grace (zero when nothing outside the loop is pending) and the clock then
 //! jumps to the next timer; with nothing pending at all, the loop reports
 //! a deadlock instead of sleeping forever.
+//! the ready queue. With fds watched, it is skipped only while the last poll
+//! of this run is less than `poll_skip::SKIP_BOUND` old, so I/O is never
+//! starved by a stream of callbacks, and the first iteration of a run always
+//! polls (see poll_skip.rs).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -31,6 +35,7 @@ use crate::fd_watchers::{self, Side};
 use crate::handles::Handle;
 use crate::iteration;
 use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
+use crate::poll_skip::PollSkip;
 use crate::pyhelpers::{format_callback_source, is_exit, lock};
 use crate::state::{LoopState, Runnable};
 use crate::virtual_time;
@@ -41,8 +46,9 @@ pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let mut events = Events::with_capacity(256);
     let mut garbage: Vec<Runnable> = Vec::with_capacity(64);
     let mut batch: VecDeque<Runnable> = VecDeque::with_capacity(64);
+    let mut skip = PollSkip::new();
     let result = loop {
-        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch) {
+        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch, &mut skip) {
             break Err(e);
         }
         if core.stopping.load(Ordering::Relaxed) {
@@ -59,6 +65,7 @@ fn run_once(
     events: &mut Events,
     garbage: &mut Vec<Runnable>,
     batch: &mut VecDeque<Runnable>,
+    skip: &mut PollSkip,
 ) -> PyResult<()> {
     let py = slf.py();
 
@@ -68,6 +75,9 @@ fn run_once(
     let mut jump_to: Option<f64> = None;
     let mut deadlock = false;
     let (timeout_ms, poller) = {
+    // `skipped_at` is the time read to decide a zero-timeout poll was not
+    // needed (the loop's time for this iteration's timers).
+    let (timeout_ms, poller, skipped_at) = {
         let st = core.state(py);
         let mut timers = st.timers.borrow_mut(py);
         if !timers.is_empty() {
@@ -102,9 +112,18 @@ fn run_once(
                 "Event loop is closed",
             ));
         };
-        // A zero-timeout poll with no fd watched could only report the waker.
-        let poller = (timeout_ms != 0 || st.has_fd_watchers()).then(|| poller.clone());
-        (timeout_ms, poller)
+        // A zero-timeout poll with no fd watched could only report the waker;
+        // with fds watched it is left out while the last poll is recent.
+        let mut skipped_at = None;
+        let poller = if timeout_ms != 0 {
+            Some(poller.clone())
+        } else if !st.has_fd_watchers() {
+            None
+        } else {
+            skipped_at = skip.skip_zero_poll();
+            skipped_at.is_none().then(|| poller.clone())
+        };
+        (timeout_ms, poller, skipped_at)
     };
     clear(garbage);
     if deadlock {
@@ -124,6 +143,7 @@ fn run_once(
                 // Waited the whole timeout with nothing to do: quiet.
                 crate::handle_alloc::trim(py);
             }
+            skip.note_blocking_poll();
             polled
         }
     };
@@ -195,6 +215,7 @@ fn run_once(
             f64::NEG_INFINITY
         } else {
             core.now() + core.clock_resolution
+            skipped_at.unwrap_or_else(clock::monotonic) + core.clock_resolution
         };
         let ready = &mut st.ready;
         if !timers.is_empty() {
