@@ -10,18 +10,18 @@
 //!
 //! A poll with a zero timeout is skipped when no fd is watched: nothing could
 //! be reported but the waker, and work posted by other threads is already in
-//! the ready queue. With fds watched, every iteration polls, so I/O is never
-//! starved by a stream of callbacks.
+//! the ready queue. With fds watched, it is skipped only while the last poll
+//! of this run is less than `poll_skip::SKIP_BOUND` old, so I/O is never
+//! starved by a stream of callbacks, and the first iteration of a run always
+//! polls (see poll_skip.rs).
 //!
 //! On a virtual-time loop (`ferroloop.testing`), step 2 asks the virtual
 //! clock instead: with nothing ready, the poll waits at most the real-time
 //! grace (zero when nothing outside the loop is pending) and the clock then
 //! jumps to the next timer; with nothing pending at all, the loop reports
-//! a deadlock instead of sleeping forever.
-//! the ready queue. With fds watched, it is skipped only while the last poll
-//! of this run is less than `poll_skip::SKIP_BOUND` old, so I/O is never
-//! starved by a stream of callbacks, and the first iteration of a run always
-//! polls (see poll_skip.rs).
+//! a deadlock instead of sleeping forever. A virtual-time loop never skips a
+//! zero-timeout poll: the skip depends on real time, and the virtual loop's
+//! order of events must not.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -74,7 +74,6 @@ fn run_once(
     // nothing, or that nothing can ever happen.
     let mut jump_to: Option<f64> = None;
     let mut deadlock = false;
-    let (timeout_ms, poller) = {
     // `skipped_at` is the time read to decide a zero-timeout poll was not
     // needed (the loop's time for this iteration's timers).
     let (timeout_ms, poller, skipped_at) = {
@@ -119,6 +118,8 @@ fn run_once(
             Some(poller.clone())
         } else if !st.has_fd_watchers() {
             None
+        } else if core.vclock.get().is_some() {
+            Some(poller.clone())
         } else {
             skipped_at = skip.skip_zero_poll();
             skipped_at.is_none().then(|| poller.clone())
@@ -214,8 +215,8 @@ fn run_once(
         let end_time = if timers.is_empty() {
             f64::NEG_INFINITY
         } else {
-            core.now() + core.clock_resolution
-            skipped_at.unwrap_or_else(clock::monotonic) + core.clock_resolution
+            // A skipped poll read the clock already (never on a virtual loop).
+            skipped_at.unwrap_or_else(|| core.now()) + core.clock_resolution
         };
         let ready = &mut st.ready;
         if !timers.is_empty() {
