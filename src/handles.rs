@@ -270,7 +270,7 @@ impl Handle {
             visit.call(&cb.func)?;
             visit.call(&cb.args)?;
         }
-        visit.call(&self.context)?;
+        visit.call(&*self.context)?;
         Ok(())
     }
 
