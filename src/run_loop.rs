@@ -10,18 +10,14 @@
 //!
 //! A poll with a zero timeout is skipped when no fd is watched: nothing could
 //! be reported but the waker, and work posted by other threads is already in
-//! the ready queue. With fds watched, it is skipped only while the last poll
-//! of this run is less than `poll_skip::SKIP_BOUND` old, so I/O is never
-//! starved by a stream of callbacks, and the first iteration of a run always
-//! polls (see poll_skip.rs).
+//! the ready queue. With fds watched, every iteration polls, so I/O is never
+//! starved by a stream of callbacks.
 //!
 //! On a virtual-time loop (`ferroloop.testing`), step 2 asks the virtual
 //! clock instead: with nothing ready, the poll waits at most the real-time
 //! grace (zero when nothing outside the loop is pending) and the clock then
 //! jumps to the next timer; with nothing pending at all, the loop reports
-//! a deadlock instead of sleeping forever. A virtual-time loop never skips a
-//! zero-timeout poll: the skip depends on real time, and the virtual loop's
-//! order of events must not.
+//! a deadlock instead of sleeping forever.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -35,7 +31,6 @@ use crate::fd_watchers::{self, Side};
 use crate::handles::Handle;
 use crate::iteration;
 use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
-use crate::poll_skip::PollSkip;
 use crate::pyhelpers::{format_callback_source, is_exit, lock};
 use crate::state::{LoopState, Runnable};
 use crate::virtual_time;
@@ -46,9 +41,8 @@ pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let mut events = Events::with_capacity(256);
     let mut garbage: Vec<Runnable> = Vec::with_capacity(64);
     let mut batch: VecDeque<Runnable> = VecDeque::with_capacity(64);
-    let mut skip = PollSkip::new();
     let result = loop {
-        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch, &mut skip) {
+        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch) {
             break Err(e);
         }
         if core.stopping.load(Ordering::Relaxed) {
@@ -65,7 +59,6 @@ fn run_once(
     events: &mut Events,
     garbage: &mut Vec<Runnable>,
     batch: &mut VecDeque<Runnable>,
-    skip: &mut PollSkip,
 ) -> PyResult<()> {
     let py = slf.py();
 
@@ -74,9 +67,7 @@ fn run_once(
     // nothing, or that nothing can ever happen.
     let mut jump_to: Option<f64> = None;
     let mut deadlock = false;
-    // `skipped_at` is the time read to decide a zero-timeout poll was not
-    // needed (the loop's time for this iteration's timers).
-    let (timeout_ms, poller, skipped_at) = {
+    let (timeout_ms, poller) = {
         let st = core.state(py);
         let mut timers = st.timers.borrow_mut(py);
         if !timers.is_empty() {
@@ -111,20 +102,9 @@ fn run_once(
                 "Event loop is closed",
             ));
         };
-        // A zero-timeout poll with no fd watched could only report the waker;
-        // with fds watched it is left out while the last poll is recent.
-        let mut skipped_at = None;
-        let poller = if timeout_ms != 0 {
-            Some(poller.clone())
-        } else if !st.has_fd_watchers() {
-            None
-        } else if core.vclock.get().is_some() {
-            Some(poller.clone())
-        } else {
-            skipped_at = skip.skip_zero_poll();
-            skipped_at.is_none().then(|| poller.clone())
-        };
-        (timeout_ms, poller, skipped_at)
+        // A zero-timeout poll with no fd watched could only report the waker.
+        let poller = (timeout_ms != 0 || st.has_fd_watchers()).then(|| poller.clone());
+        (timeout_ms, poller)
     };
     clear(garbage);
     if deadlock {
@@ -144,7 +124,6 @@ fn run_once(
                 // Waited the whole timeout with nothing to do: quiet.
                 crate::handle_alloc::trim(py);
             }
-            skip.note_blocking_poll();
             polled
         }
     };
@@ -215,8 +194,7 @@ fn run_once(
         let end_time = if timers.is_empty() {
             f64::NEG_INFINITY
         } else {
-            // A skipped poll read the clock already (never on a virtual loop).
-            skipped_at.unwrap_or_else(|| core.now()) + core.clock_resolution
+            core.now() + core.clock_resolution
         };
         let ready = &mut st.ready;
         if !timers.is_empty() {
