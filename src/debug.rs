@@ -92,13 +92,31 @@ fn format_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<String>
 }
 
 /// Logs `Executing <handle> took X seconds` as asyncio does for slow callbacks.
+///
+/// The duration is real time: the virtual clock of a test loop stands still
+/// while a callback runs. On such a loop the message also gives the virtual
+/// time at which the callback ran, to find it in the test's timeline.
 pub(crate) fn warn_slow_callback(
     py: Python<'_>,
     handle: &Bound<'_, Handle>,
     seconds: f64,
+    virtual_now: Option<f64>,
 ) -> PyResult<()> {
     let text = format_handle(py, handle)?;
-    asyncio_logger(py)?
-        .call_method1("warning", ("Executing %s took %.3f seconds", text, seconds))?;
+    let logger = asyncio_logger(py)?;
+    match virtual_now {
+        None => {
+            logger.call_method1("warning", ("Executing %s took %.3f seconds", text, seconds))?
+        }
+        Some(now) => logger.call_method1(
+            "warning",
+            (
+                "Executing %s took %.3f seconds (real time; at virtual time %.3f)",
+                text,
+                seconds,
+                now,
+            ),
+        )?,
+    };
     Ok(())
 }

@@ -313,7 +313,8 @@ fn run_timed(py: Python<'_>, core: &LoopCore, handle: &Py<Handle>) -> PyResult<(
     let previous = lock(&core.current_handle).take();
     drop(previous);
     if dt >= core.slow_callback_duration() {
-        debug::warn_slow_callback(py, handle.bind(py), dt)?;
+        let virtual_now = core.vclock.get().map(|vc| vc.now());
+        debug::warn_slow_callback(py, handle.bind(py), dt, virtual_now)?;
     }
     result
 }

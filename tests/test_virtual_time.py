@@ -16,6 +16,8 @@ import pytest
 import ferroloop
 from ferroloop import testing
 
+from _tlsutil import certs  # noqa: F401  (certs is a fixture)
+
 
 def run(main, **options):
     return testing.run(main, **options)
@@ -400,3 +402,42 @@ def test_a_library_timeout_follows_virtual_time():
         assert run(main()) == 30.0
     finally:
         listener.close()
+
+
+def test_tls_handshake_timeout_follows_virtual_time(certs):  # noqa: F811
+    # The stock SSLProtocol's handshake timeout is a loop timer: a client
+    # that connects over TCP and never says hello is cut off at t=60.
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await asyncio.start_server(
+            lambda r, w: None, '127.0.0.1', 0,
+            ssl=certs.server_context(), ssl_handshake_timeout=60)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        try:
+            await reader.read()
+        except ConnectionResetError:
+            pass
+        cut_at = loop.time()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return cut_at
+
+    cut_at = run(main())
+    assert 60.0 <= cut_at < 61.0
+
+
+def test_slow_callback_warning_names_the_virtual_time(caplog):
+    # The duration is real (the virtual clock stands still while a callback
+    # runs); the message says when, in virtual time, the callback ran.
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.slow_callback_duration = 0.0
+        await asyncio.sleep(5)
+        return loop.time()
+
+    with caplog.at_level('WARNING', logger='asyncio'):
+        assert run(main(), start=100.0, debug=True) == 105.0
+    messages = [r.getMessage() for r in caplog.records if 'Executing' in r.getMessage()]
+    assert any(m.endswith('(real time; at virtual time 105.000)') for m in messages), messages
