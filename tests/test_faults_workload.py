@@ -63,8 +63,12 @@ def test_faults_then_recovery(seed):
     report = run_workload(seed, 0.08, CALLS_RECOVERING)
     injected = {k: v[1] for k, v in report['injected'].items()}
     assert injected['recv'] > 0 and injected['send'] > 0
-    # Connections no fault hit were served to the last byte.
-    assert report['ok']['tcp'] > 0 and report['ok']['tls'] > 0
+    # Operations no fault hit were served to the last byte (the workload
+    # reports any that was not as a violation). Which kinds escape every
+    # fault depends on the seed and on timing: a TLS connection makes a dozen
+    # calls, so at this rate all of a round's can be hit; after the faults,
+    # every kind must be served again (checked by the workload too).
+    assert sum(n for kind, n in report['ok'].items() if kind != 'timers') > 0
     assert report['fds'][0] == report['fds'][1]
     # Nothing stalls without a poller fault.
     assert report['stalled'] == 0
