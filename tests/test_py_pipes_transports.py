@@ -331,7 +331,11 @@ def test_pty_master_reads_what_the_slave_writes(loop):
         proto = ReadPipeRecorder(loop)
         transport, _ = await loop.connect_read_pipe(lambda: proto, mfile)
         os.write(slave, b'tty line\n')
-        await proto.data_arrived.wait()
+        # The line discipline may hand the line over in more than one read:
+        # wait for all of it.
+        while not proto.data.endswith(b'\r\n'):
+            proto.data_arrived.clear()
+            await proto.data_arrived.wait()
         transport.close()
         await proto.lost
         return proto
