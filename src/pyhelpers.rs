@@ -105,7 +105,7 @@ pub(crate) fn slice_of<'py>(
 ///
 /// The transport is dropped in `tp_dealloc`, which the garbage collector
 /// reaches only after it has cleared the other objects of a dead cycle; a
-/// `socket.socket` whose instance dict was cleared that way no longer has the
+/// `socket.socket` whose slots were cleared that way no longer has the
 /// `_io_refs` that its `close()` reads. Its fd is then closed through
 /// `_socket.socket.close`, the base method that `close()` ends in.
 pub(crate) fn close_unclosed_transport_socket(py: Python<'_>, message: &str, sock: Py<PyAny>) {
