@@ -653,6 +653,15 @@ class LoopDiff(RuleBasedStateMachine):
                 try:
                     r = getattr(tr, meth)()
                     s.ev(c, meth, r)
+                except AttributeError as exc:
+                    # The stock transport's abort() after close() flushed its
+                    # buffer raises: that path calls connection_lost() without
+                    # counting it, so _force_close() reaches the cleared loop
+                    # (a stock-loop bug; docs/design-notes.md).
+                    if s.name == "asyncio" and meth == "abort" and "'NoneType'" in str(exc):
+                        s.ev(c, meth, None)
+                    else:
+                        s.ev(c, meth, "raised", exc_sig(exc))
                 except Exception as exc:
                     s.ev(c, meth, "raised", exc_sig(exc))
 
