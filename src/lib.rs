@@ -25,7 +25,6 @@ mod sock_calls;
 mod sock_dgram;
 mod sock_waiter;
 mod sockaddr;
-mod socket_transport;
 mod state;
 mod stream_delivery;
 mod timer_heap;
@@ -46,7 +45,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handle_alloc::install(m.py());
     m.add_function(wrap_pyfunction!(fast_methods::_install_fast_methods, m)?)?;
     m.add_class::<handles::TimerHandle>()?;
-    m.add_class::<socket_transport::SocketTransport>()?;
+    m.add_class::<transports::socket::SocketTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_class::<transport_map::TransportMap>()?;
     m.add_function(wrap_pyfunction!(sock_calls::recv_nowait, m)?)?;

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::sock_calls::os_error;
-use crate::socket_transport::cached;
+use crate::transports::socket::cached;
 
 static SET_NODELAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 

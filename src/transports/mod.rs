@@ -1,3 +1,4 @@
 //! Transports by kind.
 
 pub(crate) mod datagram;
+pub(crate) mod socket;

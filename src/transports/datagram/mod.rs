@@ -43,7 +43,7 @@ use crate::loop_core::LoopCore;
 use crate::pyhelpers::{asyncio_logger, is_exit};
 use crate::sock_calls::is_plain_socket;
 use crate::sockaddr::RawAddr;
-use crate::socket_transport::cached;
+use crate::transports::socket::cached;
 use crate::write_limits::WriteLimits;
 
 /// asyncio's `max_size`: the most one `recvfrom` asks the kernel for.
