@@ -19,6 +19,7 @@ object per round, a few thousand rounds, fails it; allocator noise does not.
 """
 
 import argparse
+import array
 import asyncio
 import csv
 import gc
@@ -110,7 +111,39 @@ def chart(rows, verdict, path, seconds, rounds, loop_name):
     fig.savefig(path, dpi=90)
 
 
-async def soak(loop, wl, seconds, every, period, rows):
+FIELDS = ('t', 'rounds', 'rss_kib', 'fds', 'blocks', 'ready', 'timers')
+
+
+class Samples:
+    """The samples, kept in one array sized for the whole run before the
+    first one is taken: a list of dicts would allocate six blocks per
+    sample, which the blocks series would then report as growth (over an
+    hour, more than the tolerance)."""
+
+    def __init__(self, capacity):
+        self.values = array.array('d', bytes(8 * len(FIELDS) * capacity))
+        self.capacity = capacity
+        self.n = 0
+
+    def add(self, *values):
+        if self.n == self.capacity:
+            raise RuntimeError('more samples than the run was sized for')
+        base = self.n * len(FIELDS)
+        for i, v in enumerate(values):
+            self.values[base + i] = v
+        self.n += 1
+
+    def rows(self):
+        out = []
+        for k in range(self.n):
+            vals = self.values[k * len(FIELDS):(k + 1) * len(FIELDS)]
+            row = {f: int(v) for f, v in zip(FIELDS, vals)}
+            row['t'] = round(vals[0], 2)
+            out.append(row)
+        return out
+
+
+async def soak(loop, wl, seconds, every, period, samples):
     start = time.monotonic()
     next_sample = 0.0
     rounds = 0
@@ -118,12 +151,9 @@ async def soak(loop, wl, seconds, every, period, rows):
         t = time.monotonic() - start
         if t >= next_sample:
             gc.collect()
-            rows.append({'t': round(t, 2), 'rounds': rounds,
-                         'rss_kib': rss_kib(),
-                         'fds': workload.count_fds(),
-                         'blocks': sys.getallocatedblocks(),
-                         'ready': loop._ready_count(),
-                         'timers': loop._timer_count()})
+            samples.add(t, rounds, rss_kib(), workload.count_fds(),
+                        sys.getallocatedblocks(), loop._ready_count(),
+                        loop._timer_count())
             next_sample += every
         if t >= seconds:
             return rounds
@@ -161,9 +191,10 @@ def main():
     loop.set_exception_handler(rec.handler)
     wl = workload.Workload(loop, rec, tls=certs)
     loop.run_until_complete(wl.start())
-    rows = []
+    samples = Samples(int(args.seconds / args.every) + 2)
     rounds = loop.run_until_complete(
-        soak(loop, wl, args.seconds, args.every, args.period, rows))
+        soak(loop, wl, args.seconds, args.every, args.period, samples))
+    rows = samples.rows()
     loop.run_until_complete(wl.stop())
     loop.close()
 
