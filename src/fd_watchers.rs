@@ -147,8 +147,6 @@ pub(crate) fn sync(state: &mut LoopState, fd: RawFd) -> PyResult<()> {
     if target == current {
         return Ok(());
     }
-    // The next iteration must poll (see poll_skip.rs).
-    state.registrations_changed = true;
     let Some(poller) = state.poller.as_ref() else {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(
             "Event loop is closed",

@@ -17,7 +17,6 @@ mod handles;
 mod iteration;
 mod loop_core;
 mod nodelay;
-mod poll_skip;
 mod pyhelpers;
 mod queued_call;
 mod read_buffer;

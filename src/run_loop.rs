@@ -10,10 +10,8 @@
 //!
 //! A poll with a zero timeout is skipped when no fd is watched: nothing could
 //! be reported but the waker, and work posted by other threads is already in
-//! the ready queue. With fds watched, only the iteration right after a
-//! wake-up from a blocking poll may leave it out, under the conditions of
-//! poll_skip.rs; every other iteration polls, so I/O is never starved by a
-//! stream of callbacks.
+//! the ready queue. With fds watched, every iteration polls, so I/O is never
+//! starved by a stream of callbacks.
 //!
 //! On a virtual-time loop (`ferroloop.testing`), step 2 asks the virtual
 //! clock instead: with nothing ready, the poll waits at most the real-time
@@ -33,7 +31,6 @@ use crate::fd_watchers::{self, Side};
 use crate::handles::Handle;
 use crate::iteration;
 use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
-use crate::poll_skip::PollSkip;
 use crate::pyhelpers::{format_callback_source, is_exit, lock};
 use crate::state::{LoopState, Runnable};
 use crate::virtual_time;
@@ -44,9 +41,8 @@ pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
     let mut events = Events::with_capacity(256);
     let mut garbage: Vec<Runnable> = Vec::with_capacity(64);
     let mut batch: VecDeque<Runnable> = VecDeque::with_capacity(64);
-    let mut skip = PollSkip::new();
     let result = loop {
-        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch, &mut skip) {
+        if let Err(e) = run_once(slf, core, &mut events, &mut garbage, &mut batch) {
             break Err(e);
         }
         if core.stopping.load(Ordering::Relaxed) {
@@ -63,7 +59,6 @@ fn run_once(
     events: &mut Events,
     garbage: &mut Vec<Runnable>,
     batch: &mut VecDeque<Runnable>,
-    skip: &mut PollSkip,
 ) -> PyResult<()> {
     let py = slf.py();
 
@@ -73,7 +68,7 @@ fn run_once(
     let mut jump_to: Option<f64> = None;
     let mut deadlock = false;
     let (timeout_ms, poller) = {
-        let mut st = core.state(py);
+        let st = core.state(py);
         let mut timers = st.timers.borrow_mut(py);
         if !timers.is_empty() {
             timers.remove_cancelled(|t| {
@@ -107,21 +102,8 @@ fn run_once(
                 "Event loop is closed",
             ));
         };
-        // A zero-timeout poll with no fd watched could only report the waker;
-        // with fds watched, one may be left out right after a wake-up.
-        let poller = if timeout_ms != 0 {
-            Some(poller.clone())
-        } else if !st.has_fd_watchers() {
-            None
-        } else {
-            let stopping = core.stopping.load(Ordering::Relaxed);
-            let skipped = skip.take(st.registrations_changed, stopping);
-            (!skipped).then(|| poller.clone())
-        };
-        drop(timers);
-        if poller.is_some() {
-            st.registrations_changed = false;
-        }
+        // A zero-timeout poll with no fd watched could only report the waker.
+        let poller = (timeout_ms != 0 || st.has_fd_watchers()).then(|| poller.clone());
         (timeout_ms, poller)
     };
     clear(garbage);
@@ -135,16 +117,9 @@ fn run_once(
             events.clear();
             Ok(0)
         }
-        Some(poller) if timeout_ms == 0 => {
-            skip.note_poll(false, false);
-            poller.wait(events, 0)
-        }
+        Some(poller) if timeout_ms == 0 => poller.wait(events, 0),
         Some(poller) => {
             let polled = py.detach(|| poller.wait(events, timeout_ms));
-            // The virtual-time loop never skips (its grace polls decide
-            // whether the clock may jump).
-            let blocking = polled.is_ok() && core.vclock.get().is_none();
-            skip.note_poll(blocking, events.was_full());
             if matches!(polled, Ok(0)) {
                 // Waited the whole timeout with nothing to do: quiet.
                 crate::handle_alloc::trim(py);

@@ -86,9 +86,6 @@ pub(crate) struct LoopState {
     /// by `fd_watchers::sync`. A one-shot that fired has no interest left
     /// (the kernel disarmed it) and may outlive the fd's watchers.
     pub(crate) registered: HashMap<RawFd, Registration>,
-    /// Set when a kernel registration changed since the last poll: the
-    /// next iteration then polls (see poll_skip.rs).
-    pub(crate) registrations_changed: bool,
     /// The file object each fd was registered with, when not an int (see
     /// `fd_watchers::add`): kept while the fd has a watcher.
     pub(crate) fileobjs: HashMap<RawFd, Py<PyAny>>,
@@ -111,7 +108,6 @@ impl LoopState {
             readers: HashMap::new(),
             writers: HashMap::new(),
             registered: HashMap::new(),
-            registrations_changed: false,
             fileobjs: HashMap::new(),
             orphans: Vec::new(),
             orphan_objs: Vec::new(),

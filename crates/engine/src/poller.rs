@@ -84,8 +84,6 @@ pub struct Poller {
 pub struct Events {
     buf: Vec<libc::epoll_event>,
     len: usize,
-    /// The last poll filled the buffer: more fds may be ready than it reported.
-    full: bool,
 }
 
 impl Events {
@@ -93,7 +91,6 @@ impl Events {
         Events {
             buf: vec![libc::epoll_event { events: 0, u64: 0 }; cap.max(1)],
             len: 0,
-            full: false,
         }
     }
 
@@ -115,13 +112,6 @@ impl Events {
     /// Forgets the last poll's events (when an iteration skips polling).
     pub fn clear(&mut self) {
         self.len = 0;
-        self.full = false;
-    }
-
-    /// Whether the last poll filled the buffer, so that fds it did not
-    /// report may be ready already.
-    pub fn was_full(&self) -> bool {
-        self.full
     }
 
     pub fn is_empty(&self) -> bool {
@@ -252,7 +242,6 @@ impl Poller {
         match n {
             Ok(n) => {
                 events.len = n as usize;
-                events.full = events.len == events.buf.len();
                 // A full buffer means more may be waiting: grow for next time.
                 if events.len == events.buf.len() && events.buf.len() < 65536 {
                     let cap = events.buf.len() * 2;
@@ -264,7 +253,6 @@ impl Poller {
             }
             Err(e) => {
                 events.len = 0;
-                events.full = false;
                 Err(e)
             }
         }
