@@ -31,6 +31,7 @@ What differs from the stock unix loop:
 """
 
 import asyncio
+import contextvars
 import subprocess
 
 from asyncio import base_events
@@ -73,7 +74,7 @@ class _ChildStart:
     connection (the transport's waiter), so it wakes once per child."""
 
     __slots__ = ('_loop', '_popen_args', '_popen_kwargs', '_transport_args',
-                 'waiter', 'delivered', 'transport')
+                 '_context', 'waiter', 'delivered', 'transport')
 
     def __init__(self, loop, popen_args, popen_kwargs, transport_args):
         self._loop = loop
@@ -81,6 +82,11 @@ class _ChildStart:
         self._popen_kwargs = popen_kwargs
         # (protocol, args, shell, stdin, stdout, stderr, bufsize, extra)
         self._transport_args = transport_args
+        # The caller's: _deliver runs in it, so the transport's task (and
+        # through it the protocol's callbacks) and the exit watch see the
+        # context they see on the stock loop, which makes them in the
+        # caller's coroutine.
+        self._context = contextvars.copy_context()
         # Popen's exception, or the transport's waiter (set when the pipes
         # are connected), unless cancelled; a cancelled start that is not
         # delivered yet awaits a fresh one.
@@ -94,7 +100,8 @@ class _ChildStart:
         proc, exc = _popen(self._popen_args, self._popen_kwargs)
         self._popen_args = self._popen_kwargs = None
         try:
-            self._loop.call_soon_threadsafe(self._deliver, proc, exc)
+            self._loop.call_soon_threadsafe(self._deliver, proc, exc,
+                                            context=self._context)
         except RuntimeError:
             # The loop closed meanwhile: nobody will wait for this child.
             if proc is not None:
@@ -130,7 +137,7 @@ class _ChildStart:
                     watcher = loop._child_exits()
                 watcher.watch(proc.pid, self._exited,
                               now=bool(loop._signal_handlers))
-            self._transport_args = None
+            self._transport_args = self._context = None
             self.delivered = True
             if exc is not None and not waiter.done():
                 # else: cancelled, the coroutine looks at self.delivered
