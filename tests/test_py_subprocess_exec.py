@@ -3,6 +3,7 @@ stdio options, communicate, signals, Popen options, argument errors and the
 protocol's callback order, on stock asyncio and ferroloop alike."""
 
 import asyncio
+import contextvars
 import hashlib
 import os
 import signal
@@ -35,6 +36,45 @@ def ten_mb_digest():
     block = b''.join(hashlib.sha256(bytes([i])).digest() for i in range(256))
     data = (block * (TEN_MB // len(block) + 1))[:TEN_MB]
     return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Context
+
+
+CALLER_VAR = contextvars.ContextVar('caller_var', default='unset')
+
+
+class ContextRecordingProtocol(RecordingSubprocessProtocol):
+    """Records the caller's context variable as each callback sees it."""
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.events.append(('var', CALLER_VAR.get()))
+
+    def pipe_data_received(self, fd, data):
+        super().pipe_data_received(fd, data)
+        self.events.append(('var', CALLER_VAR.get()))
+
+def test_protocol_callbacks_run_in_the_callers_context(loop):
+    # The stock loop makes the transport (and its pipe-connecting task) in
+    # the caller's coroutine: the protocol sees the caller's variables.
+    async def main():
+        CALLER_VAR.set('caller')
+        transport, proto = await loop.subprocess_exec(
+            lambda: ContextRecordingProtocol(loop),
+            *python_child('print("x")'), stdin=None, stderr=None)
+        await transport._wait()
+        await proto.done
+        transport.close()
+        return proto
+
+    proto = run(loop, main())
+    seen = [event[1] for event in proto.events
+            if isinstance(event, tuple) and event[0] == 'var']
+    # (process_exited's context is the child watcher's: on 3.11 the stock
+    # one calls it from a thread's call_soon_threadsafe, without the caller's)
+    assert seen == ['caller', 'caller']  # connection_made, data
 
 
 # --------------------------------------------------------------------------

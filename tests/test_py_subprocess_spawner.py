@@ -53,7 +53,11 @@ def test_a_burst_of_children_is_started_by_one_thread(ferro):
     assert_reaped([pid for pid, _ in results])
 
 
-def test_loop_close_joins_the_thread(ferro):
+def test_loop_close_joins_the_thread(ferro, monkeypatch):
+    # Idle for longer than the test can take, so that close() has a live
+    # thread to join however slowly the child ran.
+    monkeypatch.setattr(_spawner, 'IDLE_S', SAFETY_TIMEOUT)
+
     async def main():
         proc = await asyncio.create_subprocess_exec(*python_child('pass'))
         return proc, await proc.wait()

@@ -156,34 +156,33 @@ class ChildExitWatcher:
         SIGCHLD handler reaping every child, asyncio's FastChildWatcher,
         took the status).  The callback still runs only from here on.
         """
-        if (USE_PIDFD and self._pidfd_allowed
-                and self._watch_pidfd(pid, callback, args, now)):
-            return
+        # The pidfd path is inline (one frame per child); False from it
+        # means the thread must do it instead.
+        if USE_PIDFD and self._pidfd_allowed:
+            try:
+                # pidfds are close-on-exec: no other child inherits one.
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                # Already reaped elsewhere; the pid no longer names our child.
+                self._loop.call_soon(callback, pid, None, *args)
+                return
+            except OSError:
+                # Out of fds, typically: the thread needs none.
+                pidfd = None
+            if pidfd is not None:
+                try:
+                    self._loop._add_reader(pidfd, self._pidfd_readable,
+                                           pid, pidfd, callback, args)
+                except Exception:
+                    # Whatever the poller refused, the child must still be
+                    # reaped.
+                    os.close(pidfd)
+                else:
+                    self._pidfds[pid] = pidfd
+                    if now:
+                        self._pidfd_readable(pid, pidfd, callback, args)
+                    return
         self._watch_in_thread(pid, callback, args)
-
-    def _watch_pidfd(self, pid, callback, args, now=False):
-        # False when the thread must do it instead.
-        try:
-            # pidfds are close-on-exec: no other child inherits one.
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            # Already reaped elsewhere; the pid no longer names our child.
-            self._loop.call_soon(callback, pid, None, *args)
-            return True
-        except OSError:
-            # Out of fds, typically: the thread needs none.
-            return False
-        try:
-            self._loop._add_reader(pidfd, self._pidfd_readable,
-                                   pid, pidfd, callback, args)
-        except Exception:
-            # Whatever the poller refused, the child must still be reaped.
-            os.close(pidfd)
-            return False
-        self._pidfds[pid] = pidfd
-        if now:
-            self._pidfd_readable(pid, pidfd, callback, args)
-        return True
 
     def _pidfd_readable(self, pid, pidfd, callback, args):
         # One frame for the whole exit (this runs once per child): reap,

@@ -116,8 +116,11 @@ class SignalsMixin:
     def _release_sigchld(self):
         self._children_starting -= 1
         if not self._children_starting and self._sigchld_held:
-            self._sigchld_held = False
-            self._handle_signal(signal.SIGCHLD)
+            self._deliver_held_sigchld()
+
+    def _deliver_held_sigchld(self):
+        self._sigchld_held = False
+        self._handle_signal(signal.SIGCHLD)
 
     def _handle_signal(self, sig):
         if sig == signal.SIGCHLD and self._children_starting:

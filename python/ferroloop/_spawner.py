@@ -23,6 +23,20 @@ import threading
 # How long the thread waits for the next child before it exits.
 IDLE_S = 0.1
 
+# Counts the os.fork()s this process descends from: a spawner made before
+# one finds a different count after it.  Cheaper than comparing
+# os.getpid() at every submit (a system call per child).
+_forks = 0
+
+
+def _after_fork_in_child():
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class Spawner:
     """Runs jobs, one at a time and in order, in a thread of its own."""
@@ -31,7 +45,7 @@ class Spawner:
         self._reset()
 
     def _reset(self):
-        self._pid = os.getpid()
+        self._forks = _forks
         self._lock = threading.Lock()
         self._jobs = queue.SimpleQueue()
         # The thread taking jobs, if any (guarded by _lock)
@@ -42,7 +56,7 @@ class Spawner:
 
     def submit(self, job):
         """Run job() in the thread; job must not raise."""
-        if self._pid != os.getpid():
+        if self._forks != _forks:
             self._reset()
         with self._lock:
             if self._thread is None:
@@ -76,7 +90,7 @@ class Spawner:
 
     def close(self):
         """Stop the thread after the jobs already submitted; join it."""
-        if self._pid != os.getpid():
+        if self._forks != _forks:
             self._reset()  # the parent's thread; none runs here
             return
         with self._lock:

@@ -31,6 +31,7 @@ What differs from the stock unix loop:
 """
 
 import asyncio
+import contextvars
 import subprocess
 
 from asyncio import base_events
@@ -67,30 +68,40 @@ SubprocessTransport = _UnixSubprocessTransport
 
 class _ChildStart:
     """One child being started: Popen runs in the loop's spawner thread
-    (__call__), its outcome comes back to the loop thread (_deliver), and
-    the child's exit is held until the transport to tell exists."""
+    (__call__); back on the loop thread, _deliver makes the transport (which
+    starts connecting the pipes) and watches for the exit.  The coroutine
+    awaits one future for all of it: Popen's exception, or the pipes'
+    connection (the transport's waiter), so it wakes once per child."""
 
-    __slots__ = ('_loop', '_popen_args', '_popen_kwargs', 'waiter',
-                 'outcome', '_exit', '_transport')
+    __slots__ = ('_loop', '_popen_args', '_popen_kwargs', '_transport_args',
+                 '_context', 'waiter', 'delivered', 'transport')
 
-    def __init__(self, loop, popen_args, popen_kwargs):
+    def __init__(self, loop, popen_args, popen_kwargs, transport_args):
         self._loop = loop
         self._popen_args = popen_args
         self._popen_kwargs = popen_kwargs
-        # Resolved by _deliver with the Popen object or Popen's exception,
-        # unless cancelled; a cancelled start awaits a fresh one.
+        # (protocol, args, shell, stdin, stdout, stderr, bufsize, extra)
+        self._transport_args = transport_args
+        # The caller's: _deliver runs in it, so the transport's task (and
+        # through it the protocol's callbacks) and the exit watch see the
+        # context they see on the stock loop, which makes them in the
+        # caller's coroutine.
+        self._context = contextvars.copy_context()
+        # Popen's exception, or the transport's waiter (set when the pipes
+        # are connected), unless cancelled; a cancelled start that is not
+        # delivered yet awaits a fresh one.
         self.waiter = loop.create_future()
-        # (Popen object or None, Popen's exception or None) once delivered
-        self.outcome = None
-        self._exit = None
-        self._transport = None
+        self.delivered = False
+        # The transport, once Popen succeeded
+        self.transport = None
 
     def __call__(self):
         # In the spawner thread.
         proc, exc = _popen(self._popen_args, self._popen_kwargs)
         self._popen_args = self._popen_kwargs = None
         try:
-            self._loop.call_soon_threadsafe(self._deliver, proc, exc)
+            self._loop.call_soon_threadsafe(self._deliver, proc, exc,
+                                            context=self._context)
         except RuntimeError:
             # The loop closed meanwhile: nobody will wait for this child.
             if proc is not None:
@@ -98,37 +109,58 @@ class _ChildStart:
                 proc.wait()
 
     def _deliver(self, proc, exc):
+        # One frame per start on the loop thread (callgrind counts every
+        # Python call here, and a spawn is only a few hundred of them).
+        loop = self._loop
+        waiter = self.waiter
         try:
             if exc is None:
+                protocol, args, shell, stdin, stdout, stderr, bufsize, \
+                    extra = self._transport_args
+                try:
+                    # Starts a task connecting the child's pipes, which
+                    # resolves waiter (unless it was cancelled).
+                    self.transport = SubprocessTransport(
+                        loop, protocol, args, shell, stdin, stdout, stderr,
+                        bufsize, waiter=waiter, extra=extra, started=proc)
+                except BaseException as error:
+                    # Nothing to tell of the child: kill it, reap it below.
+                    _kill(proc)
+                    exc = error
                 # Watch for the exit now, in this callback.  With a signal
                 # handler on the loop, also reap a child that has exited
                 # already: a SIGCHLD handler that reaps every child
                 # (asyncio's FastChildWatcher), held until now, must not get
                 # to it first.  Without one, the pidfd's report will do.
-                loop = self._loop
-                loop._child_exits().watch(proc.pid, self._exited,
-                                          now=bool(loop._signal_handlers))
-            self.outcome = (proc, exc)
-            waiter = self.waiter
-            if not waiter.done():  # else: cancelled, the coroutine looks
-                if exc is None:    # at self.outcome
-                    waiter.set_result(proc)
-                else:
-                    waiter.set_exception(exc)
+                watcher = loop._child_exit_watcher
+                if watcher is None:
+                    watcher = loop._child_exits()
+                watcher.watch(proc.pid, self._exited,
+                              now=bool(loop._signal_handlers))
+            self._transport_args = self._context = None
+            self.delivered = True
+            if exc is not None and not waiter.done():
+                # else: cancelled, the coroutine looks at self.delivered
+                waiter.set_exception(exc)
         finally:
-            self._loop._release_sigchld()
+            # loop._release_sigchld(), inline
+            loop._children_starting -= 1
+            if loop._sigchld_held and not loop._children_starting:
+                loop._deliver_held_sigchld()
 
     def _exited(self, pid, returncode):
-        if self._transport is None:
-            self._exit = (pid, returncode)
-        else:
-            self._loop._child_exited(pid, returncode, self._transport)
-
-    def forward_exit(self, transport):
-        """Tell transport of the exit, from now on (and now, if it exited)."""
-        self._transport = transport
-        if self._exit is not None:
-            self._loop._child_exited(*self._exit, transport)
+        transport = self.transport
+        if transport is None:
+            return  # the transport could not be made: nobody to tell
+        if returncode is None:
+            returncode = _returncode_read_elsewhere(pid, transport)
+        if _PUBLISH_EXIT_WHEN_REAPED:
+            transport._process_exited(returncode)
+            return
+        # Skip one iteration, as the stock loop does: pipe data that is
+        # already readable is delivered before process_exited.
+        loop = self._loop
+        loop.call_soon(loop.call_soon, transport._process_exited, returncode)
 
 
 def _popen(popen_args, popen_kwargs):
@@ -262,55 +294,49 @@ class SubprocessMixin:
                                          extra=None, **kwargs):
         # The stock transport's Popen call, made in the spawner thread; a
         # Popen failure raises here, with no child left.
-        start = _ChildStart(self, (args,), dict(
-            shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
-            universal_newlines=False, bufsize=bufsize, **kwargs))
-        self._hold_sigchld()
+        start = _ChildStart(
+            self, (args,),
+            dict(shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+                 universal_newlines=False, bufsize=bufsize, **kwargs),
+            (protocol, args, shell, stdin, stdout, stderr, bufsize, extra))
+        self._children_starting += 1  # self._hold_sigchld(), inline
         try:
-            self._spawner().submit(start)
+            spawner = self._child_spawner
+            if spawner is None:
+                spawner = self._spawner()
+            spawner.submit(start)
         except BaseException:
             self._release_sigchld()
             raise
         # A cancellation while the child is being started waits for it,
         # to kill and reap it below (raised at once if Popen failed).
-        cancelled = None
+        cancelled = error = None
         while True:
             try:
-                proc = await start.waiter
+                await start.waiter
             except asyncio.CancelledError as exc:
                 cancelled = exc
-                if start.outcome is None:
+                if not start.delivered:
                     # Not started yet (the waiter was cancelled): wait on.
                     start.waiter = self.create_future()
                     continue
-                proc, exc = start.outcome
-                if exc is not None:
-                    raise cancelled
-            except BaseException:
-                # Popen's exception (or, cancelled, the cancellation)
-                if cancelled is not None:
-                    raise cancelled
+            except (SystemExit, KeyboardInterrupt):
                 raise
+            except BaseException as exc:
+                # Popen's exception, or the pipes' connection failed
+                error = exc
             break
-        waiter = self.create_future()
-        # Starts a task connecting the child's pipes.
-        transport = SubprocessTransport(
-            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-            waiter=waiter, extra=extra, started=proc)
-        start.forward_exit(transport)
-        try:
-            if cancelled is not None:
-                raise cancelled
-            await waiter
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException:
+        transport = start.transport
+        if cancelled is None and error is None:
+            return transport
+        if transport is not None:
             # Pipes failed to connect, or we were cancelled: kill the child
             # and wait for it, so it is reaped before the error propagates.
             transport.close()
             await transport._wait()
-            raise
-        return transport
+        if cancelled is not None:
+            raise cancelled
+        raise error
 
     def _spawner(self):
         if self._child_spawner is None:
@@ -326,16 +352,6 @@ class SubprocessMixin:
     def _watcher(self):
         # The stock 3.14 loop's name for its child watcher.
         return self._child_exits()
-
-    def _child_exited(self, pid, returncode, transport):
-        if returncode is None:
-            returncode = _returncode_read_elsewhere(pid, transport)
-        if _PUBLISH_EXIT_WHEN_REAPED:
-            transport._process_exited(returncode)
-            return
-        # Skip one iteration, as the stock loop does: pipe data that is
-        # already readable is delivered before process_exited.
-        self.call_soon(self.call_soon, transport._process_exited, returncode)
 
     def close(self):
         """Close the loop; children still running are reaped in the
