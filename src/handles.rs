@@ -149,7 +149,8 @@ impl Drop for Handle {
 }
 
 /// A `Handle` returned by `call_later` / `call_at`.
-#[pyclass(frozen, extends = Handle, freelist = 1024, module = "ferroloop._ferroloop")]
+// Allocated from `Handle`'s free list (see `handle_alloc.rs`).
+#[pyclass(frozen, extends = Handle, module = "ferroloop._ferroloop")]
 pub struct TimerHandle {}
 
 impl Handle {

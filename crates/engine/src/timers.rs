@@ -72,9 +72,10 @@ impl<T: Timer> Entry<T> {
             .then_with(|| self.item.seq().cmp(&other.item.seq()))
     }
 
+    /// `cmp(..) == Less`, reading the items only on equal keys.
     #[inline]
     fn before(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Less
+        self.key < other.key || (self.key == other.key && self.item.seq() < other.item.seq())
     }
 }
 
