@@ -1,16 +1,19 @@
 """Timers at scale: memory and per-timer cost with a million timers.
 
 Orchestrator (default), and worker (``--worker LOOP``) in one file. Every
-(loop, round) runs in a fresh interpreter; rounds are interleaved; the tables
-show medians across rounds and ferroloop's ratio to each other loop.
+(loop, round) runs in two fresh interpreters, one for the churn figures and
+one for the rest; rounds are interleaved; the tables show medians across
+rounds and ferroloop's ratio to each other loop.
 
-What one worker measures, in this order, on one loop:
+What the workers measure, in this order, on one loop:
 
 * ``churn peak MB``: peak RSS growth while ``call_later(delay, cb, arg)``
   then ``.cancel()`` runs N times without the loop running (plain code before
   ``run_forever``). A loop that keeps cancelled timers (or their callback and
   argument) until it next iterates grows with N; one that lets them go stays
-  flat. Measured first, from a fresh process, with the peak-RSS mark reset
+  flat. Measured alone in its process (what a loop still holds from it, or
+  freed into half-used pages, would otherwise make the next figure depend on
+  how many of those timers became due meanwhile), with the peak-RSS mark reset
   through ``/proc/self/clear_refs`` (``ru_maxrss`` is used where that is not
   writable).
 * ``B/pending timer``: RSS growth with N timers pending (random delays of
@@ -200,13 +203,15 @@ def measure_fire(loop, n):
     return elapsed / n * 1e9
 
 
-def worker_main(loop_name, n):
+def worker_main(loop_name, n, part):
     loop = new_loop(loop_name)
     try:
         out = {}
-        out["churn_peak_mb"], out["churn_ns"] = measure_churn(loop, n)
-        out.update(measure_pending(loop, n))
-        out["fire_ns"] = measure_fire(loop, n)
+        if part == "churn":
+            out["churn_peak_mb"], out["churn_ns"] = measure_churn(loop, n)
+        else:
+            out.update(measure_pending(loop, n))
+            out["fire_ns"] = measure_fire(loop, n)
     finally:
         loop.close()
     print(json.dumps(out))
@@ -218,6 +223,7 @@ def worker_main(loop_name, n):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", metavar="LOOP", help=argparse.SUPPRESS)
+    p.add_argument("--part", choices=("churn", "rest"), default="rest", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=DEFAULT_N, help="timers per measurement (default 1,000,000)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per loop (default 3)")
     p.add_argument("--loops", action="append", help="comma-separated loops (default: all four)")
@@ -237,17 +243,21 @@ def parse_args(argv):
 
 def run_worker(loop_name, n, timeout):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONASYNCIODEBUG", "PYTHONDEVMODE")}
-    try:
-        proc = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--worker", loop_name, "--n", str(n)],
-            capture_output=True, text=True, timeout=timeout, env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout}s"}
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
-        return {"error": tail}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = {}
+    for part in ("churn", "rest"):
+        try:
+            proc = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--worker", loop_name, "--n", str(n),
+                 "--part", part],
+                capture_output=True, text=True, timeout=timeout, env=env,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout}s"}
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+            return {"error": tail}
+        out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def available_loops(names):
@@ -264,7 +274,7 @@ def available_loops(names):
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        worker_main(args.worker, args.n)
+        worker_main(args.worker, args.n, args.part)
         return 0
     loops = available_loops(args.loops)
     samples = {name: {key: [] for key, _, _ in METRICS} for name in loops}

@@ -6,8 +6,10 @@
 //! GIL already serialises both, so this list is a plain vector behind a
 //! `GilCell`, installed as the type's `tp_alloc` / `tp_free`.
 //!
-//! Only exact `Handle` instances use it; subclasses (`TimerHandle`, Python
-//! subclasses) keep their own allocation. As with any free list, a reused
+//! Exact `Handle` and `TimerHandle` instances use it (one list: the two have
+//! the same size, checked at install); Python subclasses keep their own
+//! allocation. A timer fired or dropped goes back here, so a steady stream
+//! of `call_later` reuses memory without PyO3's locked free list. As with any free list, a reused
 //! object skips the collector's allocation count, which objects that are
 //! created and dropped in pairs would only push towards needless collections.
 //!
@@ -28,7 +30,7 @@ use pyo3::prelude::*;
 use pyo3::PyTypeInfo;
 
 use crate::gil_cell::GilCell;
-use crate::handles::Handle;
+use crate::handles::{Handle, TimerHandle};
 
 /// How many freed handles are kept for reuse while the loop is busy
 /// (at most ~7 MiB).
@@ -47,19 +49,36 @@ static FREE: GilCell<FreeObjects> = GilCell::new(FreeObjects(Vec::new()));
 
 /// The `Handle` type object, set by `install`.
 static HANDLE_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
+/// The `TimerHandle` type object, set by `install` when its instances have
+/// `Handle`'s size (null otherwise: it then keeps the default allocation).
+static TIMER_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 
-/// Makes `Handle` allocate from and release to the free list.
+/// Whether `ty` is one of the types whose instances the list holds.
+#[inline]
+fn listed(ty: *mut ffi::PyTypeObject) -> bool {
+    ty == HANDLE_TYPE.load(Ordering::Relaxed) || ty == TIMER_TYPE.load(Ordering::Relaxed)
+}
+
+/// Makes `Handle` and `TimerHandle` allocate from and release to the free
+/// list.
 pub(crate) fn install(py: Python<'_>) {
     let ty = Handle::type_object_raw(py);
+    let timer = TimerHandle::type_object_raw(py);
     HANDLE_TYPE.store(ty, Ordering::Relaxed);
     FREE.borrow_mut(py).0.reserve(KEEP);
-    // SAFETY: `ty` is the ready, live `Handle` heap type; replacing its
-    // allocation slots before any instance exists is what a C extension does
-    // in its type's setup. The two functions are a matching pair for GC
-    // objects of the type's basic size.
+    // SAFETY: `ty` and `timer` are the ready, live heap types; replacing
+    // their allocation slots before any instance exists is what a C
+    // extension does in its type's setup. The two functions are a matching
+    // pair for GC objects of the type's basic size, which is the same for
+    // both types when `timer` is installed (checked just before).
     unsafe {
         (*ty).tp_alloc = Some(handle_alloc);
         (*ty).tp_free = Some(handle_free);
+        if (*timer).tp_basicsize == (*ty).tp_basicsize && (*timer).tp_itemsize == 0 {
+            TIMER_TYPE.store(timer, Ordering::Relaxed);
+            (*timer).tp_alloc = Some(handle_alloc);
+            (*timer).tp_free = Some(handle_free);
+        }
     }
 }
 
@@ -67,14 +86,14 @@ unsafe extern "C" fn handle_alloc(
     subtype: *mut ffi::PyTypeObject,
     nitems: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
-    if nitems == 0 && subtype == HANDLE_TYPE.load(Ordering::Relaxed) {
+    if nitems == 0 && listed(subtype) {
         // SAFETY: CPython allocates with the GIL held.
         let py = unsafe { Python::assume_attached() };
         let reused = FREE.borrow_mut(py).0.pop();
         if let Some(obj) = reused {
             let obj = obj.as_ptr();
             // SAFETY: `obj` is a released (untracked, unreferenced) handle of
-            // exactly this type and size. The body is zeroed, as a fresh
+            // one of the listed types, which all have this size. The body is zeroed, as a fresh
             // allocation is, then the header is set up again (type reference
             // and reference count).
             unsafe {
@@ -98,12 +117,21 @@ unsafe extern "C" fn handle_free(obj: *mut c_void) {
     };
     // SAFETY: tp_free gets a deallocated object whose type is still alive
     // (the deallocator drops its type reference after this call).
-    let exact = unsafe { ffi::Py_TYPE(nn.as_ptr()) } == HANDLE_TYPE.load(Ordering::Relaxed);
-    if exact {
+    let ty = unsafe { ffi::Py_TYPE(nn.as_ptr()) };
+    if listed(ty) {
+        // A fired or dropped timer fills the list up to `KEEP` only: a
+        // million timers let go of at once (a cancelled batch, a loop
+        // closed) should not leave the list holding 64k of them until the
+        // loop goes quiet; a steady `call_later` stream needs no more.
+        let cap = if ty == TIMER_TYPE.load(Ordering::Relaxed) {
+            KEEP
+        } else {
+            CAPACITY
+        };
         // SAFETY: CPython frees objects with the GIL held.
         let py = unsafe { Python::assume_attached() };
         let mut free = FREE.borrow_mut(py);
-        if free.0.len() < CAPACITY {
+        if free.0.len() < cap {
             free.0.push(nn);
             return;
         }
@@ -127,7 +155,7 @@ pub(crate) fn trim(py: Python<'_>) {
         excess
     };
     for obj in excess {
-        // SAFETY: the list holds only released handles of the exact type,
+        // SAFETY: the list holds only released handles of the listed types,
         // allocated as GC objects (see `handle_free`); nothing references them.
         unsafe { ffi::PyObject_GC_Del(obj.as_ptr().cast()) }
     }

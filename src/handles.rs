@@ -5,9 +5,10 @@
 //! Both are one native struct: a `TimerHandle` is a `Handle` whose `timer`
 //! part is set, so the loop's ready queue holds a single type.
 
+use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, Ordering};
+use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
@@ -16,10 +17,9 @@ use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::context::{expose_context, release_context, run_in_context};
-use crate::gil_cell::GilCell;
 use crate::handle_lock::HandleLock;
 use crate::pyhelpers::{format_callback_source, lock};
-use crate::timer_heap::{self, Timers};
+use crate::timer_heap::{self, NO_HEAP};
 
 /// The callable and its positional arguments. Dropped on `cancel()` so a
 /// cancelled handle no longer keeps what it would have called alive.
@@ -28,12 +28,69 @@ pub(crate) struct Callback {
     pub(crate) args: Py<PyTuple>,
 }
 
-/// The timer part of a `TimerHandle`.
+/// The timer part of a `TimerHandle`, as `call_at` gives it.
 pub(crate) struct TimerState {
     pub(crate) when: f64,
-    /// The loop's heap, told when this handle is cancelled while in it.
-    pub(crate) heap: Weak<Timers>,
+    /// The loop's heap (see `timer_heap::heap_slot`), told when this handle
+    /// is cancelled while in it.
+    pub(crate) heap: u16,
 }
+
+/// The callable and its arguments, under the GIL, without a borrow flag:
+/// every access below is one complete step that runs no Python code (a
+/// reference-count increment at most; values taken out are dropped by the
+/// caller, after the step), so no access can start inside another. The
+/// garbage collector, which reads it during traversal, runs only when an
+/// object is allocated, which these steps never do.
+pub(crate) struct CallbackSlot(UnsafeCell<Option<Callback>>);
+
+// SAFETY: the slot is only read or written with the GIL held (each method
+// takes a `Python` token; `peek_for_gc` runs inside the collector, which
+// holds the GIL), so accesses from different threads never overlap.
+unsafe impl Sync for CallbackSlot {}
+
+impl CallbackSlot {
+    fn new(cb: Callback) -> Self {
+        CallbackSlot(UnsafeCell::new(Some(cb)))
+    }
+
+    /// Takes the callback out (the caller drops it when convenient).
+    #[inline]
+    fn take(&self, _py: Python<'_>) -> Option<Callback> {
+        // SAFETY: GIL held, no other access in progress (see the type).
+        unsafe { (*self.0.get()).take() }
+    }
+
+    /// Puts a callback back; returns what was there, for the caller to drop.
+    fn put(&self, _py: Python<'_>, cb: Callback) -> Option<Callback> {
+        // SAFETY: as in `take`.
+        unsafe { (*self.0.get()).replace(cb) }
+    }
+
+    /// New references to the callable and arguments, unless taken.
+    #[inline]
+    fn parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        // SAFETY: as in `take`; `clone_ref` only increments reference counts.
+        unsafe { &*self.0.get() }
+            .as_ref()
+            .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
+    }
+
+    /// Read access for GC traversal (GIL held, no step in progress).
+    fn peek_for_gc(&self) -> Option<&Callback> {
+        // SAFETY: see the type: traversal cannot start inside a step.
+        unsafe { &*self.0.get() }.as_ref()
+    }
+}
+
+/// Bits of `Handle::flags`.
+const CANCELLED: u8 = 1;
+/// In the loop's timer heap (asyncio's `_scheduled`).
+const SCHEDULED: u8 = 2;
+/// See `Handle::is_one_shot`.
+const ONE_SHOT: u8 = 4;
+/// A `TimerHandle` (`when` is meaningful).
+const TIMER: u8 = 8;
 
 /// What only debug mode keeps, out of line: most handles never need it, and
 /// every pending handle would otherwise carry its size.
@@ -47,23 +104,26 @@ struct DebugParts {
 
 // Allocated from a free list of its own (see `handle_alloc.rs`).
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
+//
+// Size: 56 bytes of fields (80 with the object header and weakref slot, 96
+// with the collector's header). A million pending timers each hold one, so
+// the flags, the heap's slot and the heap's tie-break number share a word,
+// and the timer part is flat rather than an `Option` of a struct.
 pub struct Handle {
-    pub(crate) callback: GilCell<Option<Callback>>,
+    callback: CallbackSlot,
     /// Released by hand in `drop` (see there).
     pub(crate) context: ManuallyDrop<Py<PyAny>>,
-    cancelled: AtomicBool,
-    /// True while a timer handle sits in the loop's timer heap (asyncio's
-    /// `_scheduled`). Beside the other flags rather than in `TimerState`, so
-    /// it takes no padded word of its own.
-    scheduled: AtomicBool,
-    pub(crate) timer: Option<TimerState>,
+    /// The deadline of a timer handle (`TIMER` set); 0 otherwise.
+    when: f64,
+    /// `CANCELLED | SCHEDULED | ONE_SHOT | TIMER`. Written only with the
+    /// GIL held, so a load and a store need no read-modify-write.
+    flags: AtomicU8,
+    /// The loop heap's slot while `SCHEDULED` in it, else `NO_HEAP`.
+    heap: AtomicU16,
+    /// The heap's scheduling number, which orders equal deadlines.
+    seq: AtomicU32,
     /// Set in debug mode only (see `DebugParts`).
     debug: Option<Box<DebugParts>>,
-    /// Runs at most once (call_soon / call_later), unlike an fd watcher's
-    /// handle, which runs on every readiness report. A one-shot handle lets go
-    /// of its callback once it has run, so handle <-> callback reference
-    /// cycles end there and handles need no garbage-collector support.
-    one_shot: bool,
     /// `call_soon_threadsafe` handles on Pythons with
     /// `asyncio.events._ThreadSafeHandle` (3.13+): see `handle_lock`.
     pub(crate) thread_lock: Option<Box<HandleLock>>,
@@ -89,7 +149,8 @@ impl Drop for Handle {
 }
 
 /// A `Handle` returned by `call_later` / `call_at`.
-#[pyclass(frozen, extends = Handle, freelist = 1024, module = "ferroloop._ferroloop")]
+// Allocated from `Handle`'s free list (see `handle_alloc.rs`).
+#[pyclass(frozen, extends = Handle, module = "ferroloop._ferroloop")]
 pub struct TimerHandle {}
 
 impl Handle {
@@ -104,24 +165,76 @@ impl Handle {
         debug: bool,
         one_shot: bool,
     ) -> Handle {
+        let mut flags = if one_shot { ONE_SHOT } else { 0 };
+        let (when, heap) = match timer {
+            Some(t) => {
+                flags |= TIMER | SCHEDULED;
+                (t.when, t.heap)
+            }
+            None => (0.0, NO_HEAP),
+        };
         Handle {
-            callback: GilCell::new(Some(Callback {
+            callback: CallbackSlot::new(Callback {
                 func: callback,
                 args,
-            })),
+            }),
             context: ManuallyDrop::new(context),
-            cancelled: AtomicBool::new(false),
-            scheduled: AtomicBool::new(timer.is_some()),
-            timer,
+            when,
+            flags: AtomicU8::new(flags),
+            heap: AtomicU16::new(heap),
+            seq: AtomicU32::new(0),
             debug: debug.then(|| {
                 Box::new(DebugParts {
                     source_traceback,
                     frozen_repr: Mutex::new(None),
                 })
             }),
-            one_shot,
             thread_lock: None,
         }
+    }
+
+    #[inline]
+    fn flag(&self, bit: u8) -> bool {
+        self.flags.load(Ordering::Relaxed) & bit != 0
+    }
+
+    /// Sets or clears `bit`. Only called with the GIL held (see `flags`).
+    #[inline]
+    fn set_flag(&self, bit: u8, on: bool) {
+        let f = self.flags.load(Ordering::Relaxed);
+        self.flags
+            .store(if on { f | bit } else { f & !bit }, Ordering::Relaxed);
+    }
+
+    /// Runs at most once (call_soon / call_later), unlike an fd watcher's
+    /// handle, which runs on every readiness report. A one-shot handle lets go
+    /// of its callback once it has run, so handle <-> callback reference
+    /// cycles end there and handles need no garbage-collector support.
+    #[inline]
+    fn is_one_shot(&self) -> bool {
+        self.flag(ONE_SHOT)
+    }
+
+    /// The deadline, for a timer handle.
+    pub(crate) fn timer_when(&self) -> Option<f64> {
+        self.flag(TIMER).then_some(self.when)
+    }
+
+    #[inline]
+    pub(crate) fn seq(&self) -> u32 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn set_seq(&self, seq: u32) {
+        self.seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// The loop let go of its heap (close, or the loop was dropped) with
+    /// this handle still in it: `_scheduled` stays as asyncio leaves it, but
+    /// a later `cancel()` has no heap to tell.
+    pub(crate) fn forget_heap(&self) {
+        self.heap.store(NO_HEAP, Ordering::Relaxed);
     }
 
     /// Runs `f` holding the thread lock, if this handle has one.
@@ -134,11 +247,12 @@ impl Handle {
 
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.flag(CANCELLED)
     }
 
     pub(crate) fn mark_unscheduled(&self) {
-        self.scheduled.store(false, Ordering::Relaxed);
+        self.set_flag(SCHEDULED, false);
+        self.forget_heap();
     }
 
     /// `format_helpers.extract_stack()` at creation, in debug mode.
@@ -148,10 +262,7 @@ impl Handle {
 
     /// The callable and arguments, unless cancelled.
     pub(crate) fn callback_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
-        self.callback
-            .borrow_mut(py)
-            .as_ref()
-            .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
+        self.callback.parts(py)
     }
 
     /// Runs the callback in its context. Errors are the caller's to route.
@@ -171,14 +282,14 @@ impl Handle {
 
     #[inline]
     fn run_unlocked(&self, py: Python<'_>) -> PyResult<()> {
-        if !self.one_shot || self.debug.is_some() {
+        if !self.is_one_shot() || self.debug.is_some() {
             // Kept: it runs again (fd watcher), or debug reports name it.
             let Some((func, args)) = self.callback_parts(py) else {
                 return Ok(());
             };
             return run_in_context(py, self.context.bind(py), func.bind(py), args.bind(py));
         }
-        let Some(cb) = self.callback.borrow_mut(py).take() else {
+        let Some(cb) = self.callback.take(py) else {
             return Ok(());
         };
         // As `Bound`s, released without PyO3's attached-thread check.
@@ -187,10 +298,14 @@ impl Handle {
         if result.is_err() && !self.is_cancelled() {
             // The error report names the callback: give it back (unless the
             // callback cancelled its own handle).
-            *self.callback.borrow_mut(py) = Some(Callback {
-                func: func.unbind(),
-                args: args.unbind(),
-            });
+            let old = self.callback.put(
+                py,
+                Callback {
+                    func: func.unbind(),
+                    args: args.unbind(),
+                },
+            );
+            drop(old);
         }
         result
     }
@@ -201,14 +316,15 @@ impl Handle {
     }
 
     fn do_cancel(&self, slf: &Bound<'_, Handle>) -> PyResult<()> {
-        if self.cancelled.load(Ordering::Relaxed) {
+        if self.is_cancelled() {
             return Ok(());
         }
-        self.cancelled.store(true, Ordering::Relaxed);
-        if let Some(t) = &self.timer {
-            if self.scheduled.load(Ordering::Relaxed) {
+        self.set_flag(CANCELLED, true);
+        if self.flag(SCHEDULED) {
+            let heap = self.heap.load(Ordering::Relaxed);
+            if heap != NO_HEAP {
                 // After the flag is set: a compaction now removes this entry too.
-                timer_heap::note_cancelled(slf.py(), &t.heap);
+                timer_heap::note_cancelled(slf.py(), heap);
             }
         }
         if let Some(d) = &self.debug {
@@ -218,7 +334,7 @@ impl Handle {
             *lock(&d.frozen_repr) = Some(text);
         }
         // Drop the callable outside the lock: its destructor may run Python code.
-        let dropped = self.callback.borrow_mut(slf.py()).take();
+        let dropped = self.callback.take(slf.py());
         drop(dropped);
         Ok(())
     }
@@ -234,11 +350,8 @@ impl Handle {
         if self.is_cancelled() {
             info.push("cancelled".into());
         }
-        if let Some(t) = &self.timer {
-            info.push(format!(
-                "when={}",
-                crate::pyhelpers::float_repr(py, t.when)?
-            ));
+        if let Some(when) = self.timer_when() {
+            info.push(format!("when={}", crate::pyhelpers::float_repr(py, when)?));
         }
         if let Some((func, args)) = self.callback_parts(py) {
             info.push(format_callback_source(py, func.bind(py), args.bind(py))?);
@@ -266,7 +379,7 @@ impl Handle {
     /// tracked again (`loop_core::retrack_released`): a cycle through their
     /// callback is then found and collected, as with asyncio's handles.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(Some(cb)) = self.callback.peek_for_gc() {
+        if let Some(cb) = self.callback.peek_for_gc() {
             visit.call(&cb.func)?;
             visit.call(&cb.args)?;
         }
@@ -336,12 +449,9 @@ impl Handle {
 }
 
 impl TimerHandle {
-    fn timer<'a>(slf: &'a Bound<'_, Self>) -> &'a TimerState {
-        slf.as_super()
-            .get()
-            .timer
-            .as_ref()
-            .expect("a TimerHandle always has a timer part")
+    /// The deadline (a `TimerHandle` is always built with one).
+    fn when_of(slf: &Bound<'_, Self>) -> f64 {
+        slf.as_super().get().when
     }
 }
 
@@ -349,21 +459,21 @@ impl TimerHandle {
 impl TimerHandle {
     /// The absolute loop time the callback is scheduled for.
     fn when(slf: &Bound<'_, Self>) -> f64 {
-        Self::timer(slf).when
+        Self::when_of(slf)
     }
 
     #[getter]
     fn _when(slf: &Bound<'_, Self>) -> f64 {
-        Self::timer(slf).when
+        Self::when_of(slf)
     }
 
     #[getter]
     fn _scheduled(slf: &Bound<'_, Self>) -> bool {
-        slf.as_super().get().scheduled.load(Ordering::Relaxed)
+        slf.as_super().get().flag(SCHEDULED)
     }
 
     fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
-        Self::timer(slf).when.into_pyobject(slf.py())?.hash()
+        Self::when_of(slf).into_pyobject(slf.py())?.hash()
     }
 
     /// Ordered by deadline; equal when deadline, callback, arguments and
@@ -377,7 +487,7 @@ impl TimerHandle {
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
-        let (a, b) = (Self::timer(slf).when, Self::timer(other).when);
+        let (a, b) = (Self::when_of(slf), Self::when_of(other));
         let equal = || -> PyResult<bool> {
             let (x, y) = (slf.as_super().get(), other.as_super().get());
             if a != b || x.is_cancelled() != y.is_cancelled() {

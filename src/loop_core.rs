@@ -161,7 +161,7 @@ impl LoopCore {
         }
         let timer = TimerState {
             when,
-            heap: Arc::downgrade(&self.state(py).timers),
+            heap: self.state(py).timers.slot(),
         };
         let handle = self.make_handle(py, callback, args, context, Some(timer), true)?;
         let init = PyClassInitializer::from(handle).add_subclass(TimerHandle {});
@@ -311,6 +311,7 @@ impl LoopCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let py = _args.py();
         let poller = Arc::new(Poller::new()?);
         let waker = Waker::new()?;
         poller.update_with_token(
@@ -323,7 +324,7 @@ impl LoopCore {
             WAKER_TOKEN,
         )?;
         Ok(LoopCore {
-            state: GilCell::new(LoopState::new(poller, waker)),
+            state: GilCell::new(LoopState::new(py, poller, waker)),
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             debug: AtomicBool::new(false),

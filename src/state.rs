@@ -101,10 +101,10 @@ pub(crate) struct LoopState {
 }
 
 impl LoopState {
-    pub(crate) fn new(poller: Arc<Poller>, waker: Waker) -> Self {
+    pub(crate) fn new(py: Python<'_>, poller: Arc<Poller>, waker: Waker) -> Self {
         LoopState {
             ready: ReadyQueue::new(),
-            timers: new_timers(),
+            timers: new_timers(py),
             readers: HashMap::new(),
             writers: HashMap::new(),
             registered: HashMap::new(),
@@ -154,6 +154,8 @@ impl LoopState {
         );
         for r in &out {
             if let Runnable::Handle(h) = r {
+                // Still `_scheduled`, as asyncio leaves them, but out of the heap.
+                h.get().forget_heap();
                 crate::loop_core::retrack_released(h);
             }
         }

@@ -1,13 +1,22 @@
 //! The loop's timer heap (asyncio's `_scheduled`) as the PyO3 side holds it.
 //!
-//! The loop state owns the heap through the only strong `Arc`; every
-//! scheduled `TimerHandle` keeps a `Weak` to it so that `cancel()` can report
-//! itself and let the heap compact right away. Without that, a million
+//! The loop state owns the heap through the only strong `Arc`. So that
+//! `cancel()` can report itself and let the heap compact right away, each
+//! scheduled `TimerHandle` keeps the heap's slot in a process-wide table of
+//! `Weak`s (two bytes in the handle, beside its flags, where a `Weak` took a
+//! word of every pending handle). Without that, a million
 //! `call_later(...).cancel()` made while the loop is not running (before
 //! `run_forever`, or inside one long callback) would keep a million dead
-//! handles until the next iteration. The reference is weak so that pending
-//! handles never keep a dropped loop's heap, and the handles in it, alive.
+//! handles until the next iteration. The table holds weak references so
+//! that pending handles never keep a dropped loop's heap, and the handles in
+//! it, alive; a heap gives its slot back when dropped, after telling every
+//! handle still in it to forget the slot, so a reused slot never reaches a
+//! handle of an earlier loop.
+//!
+//! More than 65,535 loops alive at once get no slot: their handles are then
+//! compacted at the loop's next iteration only, as asyncio does.
 
+use std::ops::Deref;
 use std::sync::{Arc, Weak};
 
 use ferroloop_engine::{Timer, TimerHeap};
@@ -15,6 +24,9 @@ use pyo3::prelude::*;
 
 use crate::gil_cell::GilCell;
 use crate::handles::Handle;
+
+/// The slot of a handle that is in no live heap.
+pub(crate) const NO_HEAP: u16 = u16::MAX;
 
 /// A handle in the timer heap.
 pub(crate) struct Scheduled(pub(crate) Py<Handle>);
@@ -24,12 +36,86 @@ impl Timer for Scheduled {
     fn is_cancelled(&self) -> bool {
         self.0.get().is_cancelled()
     }
+
+    #[inline]
+    fn seq(&self) -> u32 {
+        self.0.get().seq()
+    }
+
+    #[inline]
+    fn set_seq(&self, seq: u32) {
+        self.0.get().set_seq(seq);
+    }
 }
 
-pub(crate) type Timers = GilCell<TimerHeap<Scheduled>>;
+/// A loop's heap and its slot in `SLOTS`.
+pub(crate) struct Timers {
+    heap: GilCell<TimerHeap<Scheduled>>,
+    slot: u16,
+}
 
-pub(crate) fn new_timers() -> Arc<Timers> {
-    Arc::new(GilCell::new(TimerHeap::new()))
+impl Timers {
+    /// The slot handles scheduled in this heap keep.
+    pub(crate) fn slot(&self) -> u16 {
+        self.slot
+    }
+}
+
+impl Deref for Timers {
+    type Target = GilCell<TimerHeap<Scheduled>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.heap
+    }
+}
+
+impl Drop for Timers {
+    fn drop(&mut self) {
+        // SAFETY: the heap is dropped with its loop state, in the loop's
+        // deallocation, or as the last `Arc` of `note_cancelled`: both with
+        // the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        for s in self.heap.borrow_mut(py).iter() {
+            s.0.get().forget_heap();
+        }
+        if self.slot != NO_HEAP {
+            let mut slots = SLOTS.borrow_mut(py);
+            slots.live[usize::from(self.slot)] = Weak::new();
+            slots.free.push(self.slot);
+        }
+    }
+}
+
+/// The heaps of live loops, by slot.
+struct Slots {
+    live: Vec<Weak<Timers>>,
+    free: Vec<u16>,
+}
+
+static SLOTS: GilCell<Slots> = GilCell::new(Slots {
+    live: Vec::new(),
+    free: Vec::new(),
+});
+
+pub(crate) fn new_timers(py: Python<'_>) -> Arc<Timers> {
+    Arc::new_cyclic(|weak| {
+        let mut slots = SLOTS.borrow_mut(py);
+        let slot = match slots.free.pop() {
+            Some(slot) => {
+                slots.live[usize::from(slot)] = weak.clone();
+                slot
+            }
+            None if slots.live.len() < usize::from(NO_HEAP) => {
+                slots.live.push(weak.clone());
+                (slots.live.len() - 1) as u16
+            }
+            None => NO_HEAP,
+        };
+        Timers {
+            heap: GilCell::new(TimerHeap::new()),
+            slot,
+        }
+    })
 }
 
 /// A scheduled timer handle was just cancelled (its cancelled flag is set):
@@ -37,8 +123,13 @@ pub(crate) fn new_timers() -> Arc<Timers> {
 /// Removed handles are no longer scheduled (asyncio clears `_scheduled` when
 /// it drops them) and are released after the heap is let go of, since a
 /// handle's destructor may run Python code that schedules timers.
-pub(crate) fn note_cancelled(py: Python<'_>, heap: &Weak<Timers>) {
-    let Some(heap) = heap.upgrade() else {
+pub(crate) fn note_cancelled(py: Python<'_>, slot: u16) {
+    let heap = SLOTS
+        .borrow_mut(py)
+        .live
+        .get(usize::from(slot))
+        .and_then(Weak::upgrade);
+    let Some(heap) = heap else {
         return; // the loop is gone
     };
     let mut removed = Vec::new();
@@ -51,4 +142,5 @@ pub(crate) fn note_cancelled(py: Python<'_>, heap: &Weak<Timers>) {
         });
     }
     drop(removed);
+    drop(heap);
 }

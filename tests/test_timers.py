@@ -87,3 +87,44 @@ def test_call_later_none_delay_is_refused(loop):
 def test_call_at_none_when_is_refused(loop):
     with pytest.raises(TypeError, match='when cannot be None'):
         loop.call_at(None, print)
+
+
+def test_equal_deadlines_keep_order_among_earlier_and_later_ones(loop):
+    # Ties are broken by a number kept in the handle: mixed with other
+    # deadlines, pushed in an order that makes the heap move entries about.
+    seen = []
+    base = loop.time() + 0.01
+    expected = []
+    for i in range(3000):
+        when = base + (i * 7919 % 5) * 1e-4
+        loop.call_at(when, seen.append, i)
+        expected.append((when, i))
+    loop.call_at(base + 1e-3, loop.stop)
+    loop.run_forever()
+    assert seen == [i for _, i in sorted(expected)]
+
+
+def test_handles_of_a_dropped_loop_do_not_reach_the_next_loop(loop):
+    import gc
+
+    import ferroloop
+
+    old = ferroloop.new_event_loop()
+    stale = [old.call_later(1000 + i, print) for i in range(300)]
+    old.close()
+    del old
+    gc.collect()
+    # The new loop may reuse the dropped loop's heap slot.
+    fresh = [loop.call_later(1000 + i, print) for i in range(300)]
+    for h in stale:
+        h.cancel()
+    assert loop._timer_cancelled_count == 0
+    assert loop._timer_count() == 300
+    for h in fresh[:200]:
+        h.cancel()
+    # The 151st cancel tips the balance and compacts at once; the next 49
+    # stay counted in the 149 left.
+    assert loop._timer_count() == 149
+    assert loop._timer_cancelled_count == 49
+    assert not any(h._scheduled for h in fresh[:151])
+    assert all(h._scheduled for h in fresh[151:])

@@ -45,11 +45,18 @@ impl<'a> Input<'a> {
 struct Tm {
     id: u32,
     cancelled: Rc<Cell<bool>>,
+    seq: Rc<Cell<u32>>,
 }
 
 impl Timer for Tm {
     fn is_cancelled(&self) -> bool {
         self.cancelled.get()
+    }
+    fn seq(&self) -> u32 {
+        self.seq.get()
+    }
+    fn set_seq(&self, seq: u32) {
+        self.seq.set(seq);
     }
 }
 
@@ -82,7 +89,13 @@ fn model_order(m: &mut [ModelEntry]) {
 /// `TimerHeap` against a sorted vector.
 pub fn check_timers(data: &[u8]) {
     let mut inp = Input::new(data);
-    let mut heap: TimerHeap<Tm> = TimerHeap::new();
+    // The first byte picks a small renumbering limit half of the time, so
+    // the scheduling numbers wrap (and the heap renumbers) while equal
+    // deadlines are pending.
+    let mut heap: TimerHeap<Tm> = match inp.u8() {
+        b if b % 2 == 0 => TimerHeap::with_seq_limit(1 + u32::from(b)),
+        _ => TimerHeap::new(),
+    };
     let mut model: Vec<ModelEntry> = Vec::new();
     let mut seq = 0u64;
     let mut next_id = 0u32;
@@ -102,6 +115,7 @@ pub fn check_timers(data: &[u8]) {
                     let t = Tm {
                         id: next_id,
                         cancelled: Rc::new(Cell::new(false)),
+                        seq: Rc::new(Cell::new(0)),
                     };
                     next_id += 1;
                     heap.push(when, t.clone());
