@@ -15,6 +15,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::call_args::CallArgs;
 use crate::context::{expose_context, release_context, run_in_context};
 use crate::gil_cell::GilCell;
 use crate::handle_lock::HandleLock;
@@ -25,7 +26,7 @@ use crate::timer_heap::{self, Timers};
 /// cancelled handle no longer keeps what it would have called alive.
 pub(crate) struct Callback {
     pub(crate) func: Py<PyAny>,
-    pub(crate) args: Py<PyTuple>,
+    pub(crate) args: CallArgs,
 }
 
 /// The timer part of a `TimerHandle`.
@@ -97,7 +98,7 @@ impl Handle {
     #[inline(always)]
     pub(crate) fn new(
         callback: Py<PyAny>,
-        args: Py<PyTuple>,
+        args: CallArgs,
         context: Py<PyAny>,
         timer: Option<TimerState>,
         source_traceback: Option<Py<PyAny>>,
@@ -146,12 +147,25 @@ impl Handle {
         self.debug.as_ref()?.source_traceback.as_ref()
     }
 
-    /// The callable and arguments, unless cancelled.
-    pub(crate) fn callback_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+    /// The callable and arguments (as a tuple), unless cancelled.
+    pub(crate) fn callback_parts(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<Option<(Py<PyAny>, Py<PyTuple>)>> {
+        let mut callback = self.callback.borrow_mut(py);
+        let Some(c) = callback.as_mut() else {
+            return Ok(None);
+        };
+        let args = c.args.as_tuple(py)?;
+        Ok(Some((c.func.clone_ref(py), args)))
+    }
+
+    /// The callable, unless cancelled.
+    pub(crate) fn callback_func(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.callback
             .borrow_mut(py)
             .as_ref()
-            .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
+            .map(|c| c.func.clone_ref(py))
     }
 
     /// Runs the callback in its context. Errors are the caller's to route.
@@ -173,24 +187,33 @@ impl Handle {
     fn run_unlocked(&self, py: Python<'_>) -> PyResult<()> {
         if !self.one_shot || self.debug.is_some() {
             // Kept: it runs again (fd watcher), or debug reports name it.
-            let Some((func, args)) = self.callback_parts(py) else {
+            let parts = self
+                .callback
+                .borrow_mut(py)
+                .as_ref()
+                .map(|c| (c.func.clone_ref(py).into_bound(py), c.args.clone_ref(py)));
+            let Some((func, args)) = parts else {
                 return Ok(());
             };
-            return run_in_context(py, self.context.bind(py), func.bind(py), args.bind(py));
+            let result = run_in_context(py, self.context.bind(py), &func, &args);
+            args.release(py);
+            return result;
         }
         let Some(cb) = self.callback.borrow_mut(py).take() else {
             return Ok(());
         };
-        // As `Bound`s, released without PyO3's attached-thread check.
-        let (func, args) = (cb.func.into_bound(py), cb.args.into_bound(py));
-        let result = run_in_context(py, self.context.bind(py), &func, &args);
+        // As a `Bound`, released without PyO3's attached-thread check.
+        let func = cb.func.into_bound(py);
+        let result = run_in_context(py, self.context.bind(py), &func, &cb.args);
         if result.is_err() && !self.is_cancelled() {
             // The error report names the callback: give it back (unless the
             // callback cancelled its own handle).
             *self.callback.borrow_mut(py) = Some(Callback {
                 func: func.unbind(),
-                args: args.unbind(),
+                args: cb.args,
             });
+        } else {
+            cb.args.release(py);
         }
         result
     }
@@ -240,7 +263,7 @@ impl Handle {
                 crate::pyhelpers::float_repr(py, t.when)?
             ));
         }
-        if let Some((func, args)) = self.callback_parts(py) {
+        if let Some((func, args)) = self.callback_parts(py)? {
             info.push(format_callback_source(py, func.bind(py), args.bind(py))?);
         }
         if let Some(tb) = self.source_traceback() {
@@ -268,7 +291,7 @@ impl Handle {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(Some(cb)) = self.callback.peek_for_gc() {
             visit.call(&cb.func)?;
-            visit.call(&cb.args)?;
+            cb.args.traverse(&visit)?;
         }
         visit.call(&*self.context)?;
         Ok(())
@@ -311,12 +334,12 @@ impl Handle {
     // asyncio's own helpers (`_format_handle`, exception handlers) read.
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.callback_parts(py).map(|(f, _)| f)
+        self.callback_func(py)
     }
 
     #[getter]
-    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.callback_parts(py).map(|(_, a)| a)
+    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+        Ok(self.callback_parts(py)?.map(|(_, a)| a))
     }
 
     #[getter]
@@ -383,7 +406,7 @@ impl TimerHandle {
             if a != b || x.is_cancelled() != y.is_cancelled() {
                 return Ok(false);
             }
-            match (x.callback_parts(py), y.callback_parts(py)) {
+            match (x.callback_parts(py)?, y.callback_parts(py)?) {
                 (None, None) => Ok(true),
                 (Some((f1, a1)), Some((f2, a2))) => {
                     Ok(f1.bind(py).eq(f2.bind(py))? && a1.bind(py).eq(a2.bind(py))?)

@@ -347,7 +347,7 @@ fn report_callback_error(slf: &Bound<'_, LoopCore>, item: &Runnable, err: PyErr)
     let h = handle.get();
     // A handle cancelled while it ran has no callback left: asyncio then
     // formats `None()`.
-    let source = match h.callback_parts(py) {
+    let source = match h.callback_parts(py)? {
         Some((func, args)) => format_callback_source(py, func.bind(py), args.bind(py))?,
         None => format_callback_source(
             py,
