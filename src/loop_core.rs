@@ -104,6 +104,9 @@ impl LoopCore {
 
     /// Builds a handle with asyncio's defaults: a copy of the current context
     /// when none is given, and a source traceback in debug mode.
+    // Inlined so the handle is built where it is stored, not moved through
+    // each caller's result.
+    #[inline(always)]
     fn make_handle(
         &self,
         py: Python<'_>,
@@ -137,6 +140,7 @@ impl LoopCore {
         ))
     }
 
+    #[inline(always)]
     fn push_ready<'py>(&self, py: Python<'py>, handle: Handle) -> PyResult<Bound<'py, Handle>> {
         let handle = Bound::new(py, handle)?;
         untrack_one_shot(&handle);
