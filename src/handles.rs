@@ -65,9 +65,11 @@ pub struct Handle {
     /// of its callback once it has run, so handle <-> callback reference
     /// cycles end there and handles need no garbage-collector support.
     one_shot: bool,
-    /// `call_soon_threadsafe` handles on Pythons with
-    /// `asyncio.events._ThreadSafeHandle` (3.13+): see `handle_lock`.
-    pub(crate) thread_lock: Option<Box<HandleLock>>,
+    /// Set on `call_soon_threadsafe` handles on Pythons with
+    /// `asyncio.events._ThreadSafeHandle` (3.13+): `thread_lock` is then in
+    /// use (see `handle_lock`).
+    pub(crate) thread_safe: bool,
+    thread_lock: HandleLock,
 }
 
 impl Drop for Handle {
@@ -83,9 +85,6 @@ impl Drop for Handle {
         // As a `Bound`: released at once, without dropping a `Py`'s check of
         // whether the thread is attached (once per callback run).
         drop(context.into_bound(py));
-        if let Some(lock) = self.thread_lock.take() {
-            HandleLock::recycle(py, lock);
-        }
     }
 }
 
@@ -121,15 +120,17 @@ impl Handle {
                 })
             }),
             one_shot,
-            thread_lock: None,
+            thread_safe: false,
+            thread_lock: HandleLock::default(),
         }
     }
 
     /// Runs `f` holding the thread lock, if this handle has one.
     fn locked<R>(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
-        match &self.thread_lock {
-            Some(lock) => lock.with(py, f),
-            None => f(),
+        if self.thread_safe {
+            self.thread_lock.with(py, f)
+        } else {
+            f()
         }
     }
 
@@ -171,7 +172,7 @@ impl Handle {
     /// Runs the callback in its context. Errors are the caller's to route.
     #[inline]
     pub(crate) fn run(&self, py: Python<'_>) -> PyResult<()> {
-        if self.thread_lock.is_some() {
+        if self.thread_safe {
             // Another thread may have cancelled it since the loop looked.
             return self.locked(py, || {
                 if self.is_cancelled() {
@@ -313,7 +314,7 @@ impl Handle {
     #[getter(__class__)]
     fn class_view(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if slf.get().thread_lock.is_some() {
+        if slf.get().thread_safe {
             if let Some(view) = thread_safe_view(py)? {
                 return Ok(view.clone_ref(py));
             }

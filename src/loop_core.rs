@@ -181,7 +181,7 @@ impl LoopCore {
         }
         let mut handle = self.make_handle(py, callback, args, context, None, true)?;
         if crate::handles::thread_safe_view(py)?.is_some() {
-            handle.thread_lock = Some(crate::handle_lock::HandleLock::boxed(py));
+            handle.thread_safe = true;
         }
         let handle = self.push_ready(py, handle)?;
         self.wake(py);
