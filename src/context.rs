@@ -2,6 +2,8 @@
 //! `Context.run(callback, *args)` does, without building the argument tuple
 //! twice: the context is entered and exited through the C API.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -72,26 +74,24 @@ pub(crate) fn copy_current_context_for_handle(py: Python<'_>) -> PyResult<Py<PyA
 }
 
 /// Puts a context that [`copy_current_context_for_handle`] untracked back
-/// under the collector (a no-op for any other object).
-fn retrack(ctx: &Py<PyAny>) {
-    let ptr = ctx.as_ptr();
-    // SAFETY: `ptr` is a live object (we hold a reference); the checks read
-    // its type and GC header, and only an exact Context (a GC type) that is
-    // currently untracked gets tracked again.
-    unsafe {
-        if ffi::PyContext_CheckExact(ptr) != 0 && ffi::PyObject_GC_IsTracked(ptr) == 0 {
-            ffi::PyObject_GC_Track(ptr.cast());
-        }
+/// under the collector. `untracked` is the owning handle's record of that
+/// (cleared here), so the common case costs no call to ask the collector.
+fn retrack(ctx: &Py<PyAny>, untracked: &AtomicBool) {
+    if untracked.swap(false, Ordering::Relaxed) {
+        // SAFETY: `ctx` is a live, exact Context (a GC type) that we hold and
+        // that was untracked by `copy_current_context_for_handle` and not
+        // tracked again since (the flag was set until now, under the GIL).
+        unsafe { ffi::PyObject_GC_Track(ctx.as_ptr().cast()) };
     }
 }
 
 /// Returns a handle's context to user code, tracked again first.
-pub(crate) fn expose_context(py: Python<'_>, ctx: &Py<PyAny>) -> Py<PyAny> {
-    retrack(ctx);
+pub(crate) fn expose_context(py: Python<'_>, ctx: &Py<PyAny>, untracked: &AtomicBool) -> Py<PyAny> {
+    retrack(ctx, untracked);
     ctx.clone_ref(py)
 }
 
 /// Called by a handle's destructor before it drops its context reference.
-pub(crate) fn release_context(ctx: &Py<PyAny>) {
-    retrack(ctx);
+pub(crate) fn release_context(ctx: &Py<PyAny>, untracked: &AtomicBool) {
+    retrack(ctx, untracked);
 }

@@ -52,6 +52,10 @@ pub struct Handle {
     pub(crate) callback: GilCell<Option<Callback>>,
     /// Released by hand in `drop` (see there).
     pub(crate) context: ManuallyDrop<Py<PyAny>>,
+    /// Whether `context` is a copy taken out of the collector's view (see
+    /// `context::copy_current_context_for_handle`), to be tracked again
+    /// before user code sees it or the handle lets go of it.
+    pub(crate) context_untracked: AtomicBool,
     cancelled: AtomicBool,
     /// True while a timer handle sits in the loop's timer heap (asyncio's
     /// `_scheduled`). Beside the other flags rather than in `TimerState`, so
@@ -77,7 +81,7 @@ impl Drop for Handle {
         // The context copy may be untracked (see context.rs); CPython's
         // context destructor requires it tracked. A Handle lives only inside
         // its Python object, so this runs in tp_dealloc, with the GIL held.
-        release_context(&self.context);
+        release_context(&self.context, &self.context_untracked);
         // SAFETY: as above, a handle is dropped with the GIL held.
         let py = unsafe { Python::assume_attached() };
         // SAFETY: `context` is not used again; this is its only release.
@@ -110,6 +114,7 @@ impl Handle {
                 args,
             })),
             context: ManuallyDrop::new(context),
+            context_untracked: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             scheduled: AtomicBool::new(timer.is_some()),
             timer,
@@ -323,7 +328,7 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        expose_context(py, &self.context)
+        expose_context(py, &self.context, &self.context_untracked)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -350,7 +355,7 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        expose_context(py, &self.context)
+        expose_context(py, &self.context, &self.context_untracked)
     }
 
     #[getter]

@@ -116,20 +116,22 @@ impl LoopCore {
         timer: Option<TimerState>,
         one_shot: bool,
     ) -> PyResult<Handle> {
-        let context = match context {
-            Some(c) if !c.is_none() => c.unbind(),
-            _ => copy_current_context_for_handle(py)?,
-        };
         let debug = self.is_debug();
         let source_traceback = if debug {
             Some(extract_stack(py)?)
         } else {
             None
         };
+        // Last of the fallible steps: an untracked copy must reach the handle,
+        // whose destructor tracks it again (see `context.rs`).
+        let (context, untracked) = match context {
+            Some(c) if !c.is_none() => (c.unbind(), false),
+            _ => (copy_current_context_for_handle(py)?, true),
+        };
         if one_shot {
             args.untrack_if_atomic(py);
         }
-        Ok(Handle::new(
+        let handle = Handle::new(
             callback.clone().unbind(),
             args,
             context,
@@ -137,7 +139,9 @@ impl LoopCore {
             source_traceback,
             debug,
             one_shot,
-        ))
+        );
+        handle.context_untracked.store(untracked, Ordering::Relaxed);
+        Ok(handle)
     }
 
     #[inline(always)]
