@@ -17,6 +17,11 @@ class Box:
     """A weak-referenceable argument."""
 
 
+def stock_source(loop, func, args):
+    """How the stock Handle of this Python shows `func(*args)`."""
+    return repr(asyncio.events.Handle(func, args, loop))[len("<Handle "):-1]
+
+
 def run_soon(loop):
     loop.call_soon(loop.stop)
     loop.run_forever()
@@ -30,7 +35,7 @@ def test_one_argument_reads_as_a_stable_tuple(loop, method):
     handle = schedule(*args, seen.append, "x")
     assert handle._args == ("x",)
     assert handle._args is handle._args
-    assert "append('x')" in repr(handle)
+    assert repr(handle).endswith(" " + stock_source(loop, seen.append, ("x",)) + ">")
     none = schedule(*args, seen.clear)
     assert none._args == ()
     many = schedule(*args, seen.insert, 0, "ab")
@@ -75,7 +80,7 @@ def test_error_report_names_the_single_argument(loop):
     [ctx] = reports
     assert ctx["handle"] is handle
     assert ctx["message"].startswith("Exception in callback ")
-    assert ".fail(7) at " in ctx["message"]
+    assert ctx["message"] == "Exception in callback " + stock_source(loop, fail, (7,))
     assert handle._args == (7,)
     assert isinstance(ctx["exception"], ValueError)
 
