@@ -4,7 +4,8 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+
+use crate::call_args::CallArgs;
 
 /// Calls `func(*args)` with `context` entered. Objects that are not real
 /// `Context`s fall back to their own `run` method (as asyncio would call it).
@@ -13,15 +14,12 @@ pub(crate) fn run_in_context(
     py: Python<'_>,
     context: &Bound<'_, PyAny>,
     func: &Bound<'_, PyAny>,
-    args: &Bound<'_, PyTuple>,
+    args: &CallArgs,
 ) -> PyResult<()> {
     // SAFETY: `context` is a live object; PyContext_CheckExact only reads its type.
     let is_context = unsafe { ffi::PyContext_CheckExact(context.as_ptr()) } != 0;
     if !is_context {
-        let mut call_args: Vec<Bound<'_, PyAny>> = Vec::with_capacity(args.len() + 1);
-        call_args.push(func.clone());
-        call_args.extend(args.iter());
-        context.call_method1("run", PyTuple::new(py, call_args)?)?;
+        context.call_method1("run", args.with_func(py, func)?)?;
         return Ok(());
     }
     // SAFETY: `context` is an exact Context (checked above) that we hold a
@@ -30,15 +28,10 @@ pub(crate) fn run_in_context(
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
         return Err(PyErr::fetch(py));
     }
-    let result = if args.is_empty() {
-        func.call0()
-    } else {
-        func.call1(args)
-    };
+    let result = args.call(py, func);
     // SAFETY: we entered this context just above on this thread, so exiting it
     // is balanced.
     let exited = unsafe { ffi::PyContext_Exit(context.as_ptr()) };
-    let result = result.map(drop);
     if exited < 0 && result.is_ok() {
         return Err(PyErr::fetch(py));
     }
@@ -79,26 +72,25 @@ pub(crate) fn copy_current_context_for_handle(py: Python<'_>) -> PyResult<Py<PyA
 }
 
 /// Puts a context that [`copy_current_context_for_handle`] untracked back
-/// under the collector (a no-op for any other object).
-fn retrack(ctx: &Py<PyAny>) {
-    let ptr = ctx.as_ptr();
-    // SAFETY: `ptr` is a live object (we hold a reference); the checks read
-    // its type and GC header, and only an exact Context (a GC type) that is
-    // currently untracked gets tracked again.
-    unsafe {
-        if ffi::PyContext_CheckExact(ptr) != 0 && ffi::PyObject_GC_IsTracked(ptr) == 0 {
-            ffi::PyObject_GC_Track(ptr.cast());
-        }
+/// under the collector. `untracked` is the owning handle's record of that
+/// (which the handle clears as it passes it), so the common case costs no
+/// call to ask the collector.
+fn retrack(ctx: &Py<PyAny>, untracked: bool) {
+    if untracked {
+        // SAFETY: `ctx` is a live, exact Context (a GC type) that we hold and
+        // that was untracked by `copy_current_context_for_handle` and not
+        // tracked again since (the flag was set until now, under the GIL).
+        unsafe { ffi::PyObject_GC_Track(ctx.as_ptr().cast()) };
     }
 }
 
 /// Returns a handle's context to user code, tracked again first.
-pub(crate) fn expose_context(py: Python<'_>, ctx: &Py<PyAny>) -> Py<PyAny> {
-    retrack(ctx);
+pub(crate) fn expose_context(py: Python<'_>, ctx: &Py<PyAny>, untracked: bool) -> Py<PyAny> {
+    retrack(ctx, untracked);
     ctx.clone_ref(py)
 }
 
 /// Called by a handle's destructor before it drops its context reference.
-pub(crate) fn release_context(ctx: &Py<PyAny>) {
-    retrack(ctx);
+pub(crate) fn release_context(ctx: &Py<PyAny>, untracked: bool) {
+    retrack(ctx, untracked);
 }

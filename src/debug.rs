@@ -76,7 +76,7 @@ pub(crate) fn check_callback(
 
 /// asyncio's `_format_handle`: a task step is shown as its task.
 fn format_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<String> {
-    if let Some((func, _)) = handle.get().callback_parts(py) {
+    if let Some(func) = handle.get().callback_func(py) {
         if let Ok(owner) = func.bind(py).getattr("__self__") {
             let task_type = TASK_TYPE
                 .get_or_try_init(py, || {

@@ -25,9 +25,10 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyTuple, PyType};
+use pyo3::types::PyType;
 use pyo3::{Borrowed, PyTypeInfo};
 
+use crate::call_args::CallArgs;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
 use crate::queued_call;
@@ -201,7 +202,7 @@ unsafe fn fallback(
 /// any other shape (left to the PyO3 implementation).
 struct CallbackArgs<'py> {
     callback: Borrowed<'py, 'py, PyAny>,
-    args: Bound<'py, PyTuple>,
+    args: CallArgs,
     context: Option<Bound<'py, PyAny>>,
 }
 
@@ -267,25 +268,10 @@ unsafe fn parse_callback_args<'py>(
     };
     // SAFETY: args[0..nargs] are live borrowed references.
     let callback = unsafe { Borrowed::from_ptr(py, *args) };
-    let rest = nargs - 1;
-    let args = if rest == 0 {
-        PyTuple::empty(py)
-    } else {
-        // SAFETY: PyTuple_New returns a new tuple or NULL; each slot is
-        // filled with a new reference before the tuple is used.
-        unsafe {
-            let tuple = ffi::PyTuple_New(rest);
-            if tuple.is_null() {
-                return None;
-            }
-            for i in 0..rest {
-                let item = *args.offset(i + 1);
-                ffi::Py_INCREF(item);
-                ffi::PyTuple_SET_ITEM(tuple, i, item);
-            }
-            Bound::from_owned_ptr(py, tuple).cast_into_unchecked::<PyTuple>()
-        }
-    };
+    // SAFETY: args[1..nargs] are live borrowed references. (Should the
+    // tuple for several arguments fail to allocate, the general path retries
+    // and raises.)
+    let args = unsafe { CallArgs::from_slice(py, args.offset(1), nargs - 1) }.ok()?;
     Some(CallbackArgs {
         callback,
         args,
@@ -316,7 +302,7 @@ unsafe extern "C" fn call_soon(
             };
             let core = core_of(py, slf);
             core.get()
-                .call_soon(py, &parsed.callback, parsed.args, parsed.context)
+                .call_soon_args(py, &parsed.callback, parsed.args, parsed.context)
                 .map(Bound::into_ptr)
         }
     })
@@ -337,7 +323,7 @@ unsafe extern "C" fn call_soon_threadsafe(
             };
             let core = core_of(py, slf);
             core.get()
-                .call_soon_threadsafe(py, &parsed.callback, parsed.args, parsed.context)
+                .call_soon_threadsafe_args(py, &parsed.callback, parsed.args, parsed.context)
                 .map(Bound::into_ptr)
         }
     })

@@ -93,15 +93,13 @@ unsafe extern "C" fn handle_alloc(
         if let Some(obj) = reused {
             let obj = obj.as_ptr();
             // SAFETY: `obj` is a released (untracked, unreferenced) handle of
-            // one of the listed types, which all have this size. The body is zeroed, as a fresh
-            // allocation is, then the header is set up again (type reference
-            // and reference count).
+            // one of the listed types, which all have this size; the header
+            // is set up again (type reference and reference count). The body
+            // is not zeroed: the only caller, PyO3's object creation, writes
+            // all of it (the value and every slot after it) before anything
+            // reads it, and the object is untracked, so the collector cannot
+            // look at it before then.
             unsafe {
-                let size = usize::try_from((*subtype).tp_basicsize).unwrap_or(0);
-                let header = std::mem::size_of::<ffi::PyObject>();
-                if size > header {
-                    ptr::write_bytes(obj.cast::<u8>().add(header), 0, size - header);
-                }
                 ffi::PyObject_Init(obj, subtype);
             }
             return obj;

@@ -16,8 +16,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::call_args::CallArgs;
 use crate::context::{expose_context, release_context, run_in_context};
-use crate::handle_lock::HandleLock;
+use crate::handle_lock;
 use crate::pyhelpers::{format_callback_source, lock};
 use crate::timer_heap::{self, NO_HEAP};
 
@@ -25,7 +26,7 @@ use crate::timer_heap::{self, NO_HEAP};
 /// cancelled handle no longer keeps what it would have called alive.
 pub(crate) struct Callback {
     pub(crate) func: Py<PyAny>,
-    pub(crate) args: Py<PyTuple>,
+    pub(crate) args: CallArgs,
 }
 
 /// The timer part of a `TimerHandle`, as `call_at` gives it.
@@ -67,13 +68,54 @@ impl CallbackSlot {
         unsafe { (*self.0.get()).replace(cb) }
     }
 
-    /// New references to the callable and arguments, unless taken.
+    /// A new reference to the callable, unless taken.
     #[inline]
-    fn parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
-        // SAFETY: as in `take`; `clone_ref` only increments reference counts.
+    fn func(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        // SAFETY: as in `take`; `clone_ref` only increments a reference count.
+        unsafe { &*self.0.get() }
+            .as_ref()
+            .map(|c| c.func.clone_ref(py))
+    }
+
+    /// New references to the callable and its arguments as they are kept
+    /// (for running them), unless taken.
+    #[inline]
+    fn call_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, CallArgs)> {
+        // SAFETY: as in `func`.
         unsafe { &*self.0.get() }
             .as_ref()
             .map(|c| (c.func.clone_ref(py), c.args.clone_ref(py)))
+    }
+
+    /// New references to the callable and its arguments as a tuple, unless
+    /// taken. A single argument's tuple is kept in its place once built, so
+    /// later looks see the same object. The tuple is allocated outside any
+    /// step (the collector may run then and read this slot); in the step
+    /// after, it is stored only if the slot still holds that argument.
+    fn parts(&self, py: Python<'_>) -> PyResult<Option<(Py<PyAny>, Py<PyTuple>)>> {
+        let Some((func, args)) = self.call_parts(py) else {
+            return Ok(None);
+        };
+        let one = match args {
+            CallArgs::None => return Ok(Some((func, PyTuple::empty(py).unbind()))),
+            CallArgs::Tuple(t) => return Ok(Some((func, t))),
+            CallArgs::One(arg) => arg,
+        };
+        let tuple = PyTuple::new(py, [one.bind(py)])?.unbind();
+        let replaced = {
+            // SAFETY: as in `take`; only moves references (the replaced one
+            // is dropped after the step).
+            let slot = unsafe { &mut *self.0.get() };
+            match slot.as_mut().map(|c| &mut c.args) {
+                Some(args @ CallArgs::One(_)) if args.is_one(&one) => Some(std::mem::replace(
+                    args,
+                    CallArgs::Tuple(tuple.clone_ref(py)),
+                )),
+                _ => None,
+            }
+        };
+        drop(replaced);
+        Ok(Some((func, tuple)))
     }
 
     /// Read access for GC traversal (GIL held, no step in progress).
@@ -91,6 +133,13 @@ const SCHEDULED: u8 = 2;
 const ONE_SHOT: u8 = 4;
 /// A `TimerHandle` (`when` is meaningful).
 const TIMER: u8 = 8;
+/// A `call_soon_threadsafe` handle on a Python with
+/// `asyncio.events._ThreadSafeHandle` (3.13+): `seq` holds its lock.
+const THREAD_SAFE: u8 = 16;
+/// `context` is a copy taken out of the collector's view (see
+/// `context::copy_current_context_for_handle`), to be tracked again before
+/// user code sees it or the handle lets go of it.
+const CONTEXT_UNTRACKED: u8 = 32;
 
 /// What only debug mode keeps, out of line: most handles never need it, and
 /// every pending handle would otherwise carry its size.
@@ -106,27 +155,30 @@ struct DebugParts {
 #[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
 //
 // Size: 56 bytes of fields (80 with the object header and weakref slot, 96
-// with the collector's header). A million pending timers each hold one, so
-// the flags, the heap's slot and the heap's tie-break number share a word,
-// and the timer part is flat rather than an `Option` of a struct.
+// with the collector's header, a pymalloc size class: 8 bytes more would
+// cost 16). A million pending timers each hold one, so the flags, the heap's
+// slot and the heap's tie-break number (or a thread-safe handle's lock)
+// share a word, and the timer part is flat rather than an `Option` of a
+// struct. The callback and its arguments take 24 (see `CallArgs`).
 pub struct Handle {
     callback: CallbackSlot,
     /// Released by hand in `drop` (see there).
     pub(crate) context: ManuallyDrop<Py<PyAny>>,
     /// The deadline of a timer handle (`TIMER` set); 0 otherwise.
     when: f64,
-    /// `CANCELLED | SCHEDULED | ONE_SHOT | TIMER`. Written only with the
-    /// GIL held, so a load and a store need no read-modify-write.
+    /// `CANCELLED | SCHEDULED | ONE_SHOT | TIMER | THREAD_SAFE |
+    /// CONTEXT_UNTRACKED`. Written only with the GIL held, so a load and a
+    /// store need no read-modify-write.
     flags: AtomicU8,
     /// The loop heap's slot while `SCHEDULED` in it, else `NO_HEAP`.
     heap: AtomicU16,
-    /// The heap's scheduling number, which orders equal deadlines.
+    /// A timer handle's scheduling number in the heap, which orders equal
+    /// deadlines. A thread-safe handle (`THREAD_SAFE`, 3.13+), never a timer,
+    /// keeps its lock here instead (see `handle_lock`): one word serves both,
+    /// so the handle stays in its allocator size class.
     seq: AtomicU32,
     /// Set in debug mode only (see `DebugParts`).
     debug: Option<Box<DebugParts>>,
-    /// `call_soon_threadsafe` handles on Pythons with
-    /// `asyncio.events._ThreadSafeHandle` (3.13+): see `handle_lock`.
-    pub(crate) thread_lock: Option<Box<HandleLock>>,
 }
 
 impl Drop for Handle {
@@ -134,7 +186,7 @@ impl Drop for Handle {
         // The context copy may be untracked (see context.rs); CPython's
         // context destructor requires it tracked. A Handle lives only inside
         // its Python object, so this runs in tp_dealloc, with the GIL held.
-        release_context(&self.context);
+        release_context(&self.context, self.take_flag(CONTEXT_UNTRACKED));
         // SAFETY: as above, a handle is dropped with the GIL held.
         let py = unsafe { Python::assume_attached() };
         // SAFETY: `context` is not used again; this is its only release.
@@ -142,9 +194,6 @@ impl Drop for Handle {
         // As a `Bound`: released at once, without dropping a `Py`'s check of
         // whether the thread is attached (once per callback run).
         drop(context.into_bound(py));
-        if let Some(lock) = self.thread_lock.take() {
-            HandleLock::recycle(py, lock);
-        }
     }
 }
 
@@ -158,7 +207,7 @@ impl Handle {
     #[inline(always)]
     pub(crate) fn new(
         callback: Py<PyAny>,
-        args: Py<PyTuple>,
+        args: CallArgs,
         context: Py<PyAny>,
         timer: Option<TimerState>,
         source_traceback: Option<Py<PyAny>>,
@@ -189,13 +238,32 @@ impl Handle {
                     frozen_repr: Mutex::new(None),
                 })
             }),
-            thread_lock: None,
         }
     }
 
     #[inline]
     fn flag(&self, bit: u8) -> bool {
         self.flags.load(Ordering::Relaxed) & bit != 0
+    }
+
+    /// Clears `bit`, returning whether it was set. GIL held (see `flags`).
+    #[inline]
+    fn take_flag(&self, bit: u8) -> bool {
+        let was = self.flag(bit);
+        if was {
+            self.set_flag(bit, false);
+        }
+        was
+    }
+
+    /// Records that `context` is an untracked copy (see `CONTEXT_UNTRACKED`).
+    pub(crate) fn set_context_untracked(&self, untracked: bool) {
+        self.set_flag(CONTEXT_UNTRACKED, untracked);
+    }
+
+    /// Makes this a thread-safe handle (see `THREAD_SAFE`).
+    pub(crate) fn mark_thread_safe(&self) {
+        self.set_flag(THREAD_SAFE, true);
     }
 
     /// Sets or clears `bit`. Only called with the GIL held (see `flags`).
@@ -239,9 +307,10 @@ impl Handle {
 
     /// Runs `f` holding the thread lock, if this handle has one.
     fn locked<R>(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
-        match &self.thread_lock {
-            Some(lock) => lock.with(py, f),
-            None => f(),
+        if self.flag(THREAD_SAFE) {
+            handle_lock::with_lock(&self.seq, py, f)
+        } else {
+            f()
         }
     }
 
@@ -260,15 +329,23 @@ impl Handle {
         self.debug.as_ref()?.source_traceback.as_ref()
     }
 
-    /// The callable and arguments, unless cancelled.
-    pub(crate) fn callback_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+    /// The callable and arguments (as a tuple), unless cancelled.
+    pub(crate) fn callback_parts(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<Option<(Py<PyAny>, Py<PyTuple>)>> {
         self.callback.parts(py)
+    }
+
+    /// The callable, unless cancelled.
+    pub(crate) fn callback_func(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback.func(py)
     }
 
     /// Runs the callback in its context. Errors are the caller's to route.
     #[inline]
     pub(crate) fn run(&self, py: Python<'_>) -> PyResult<()> {
-        if self.thread_lock.is_some() {
+        if self.flag(THREAD_SAFE) {
             // Another thread may have cancelled it since the loop looked.
             return self.locked(py, || {
                 if self.is_cancelled() {
@@ -284,17 +361,20 @@ impl Handle {
     fn run_unlocked(&self, py: Python<'_>) -> PyResult<()> {
         if !self.is_one_shot() || self.debug.is_some() {
             // Kept: it runs again (fd watcher), or debug reports name it.
-            let Some((func, args)) = self.callback_parts(py) else {
+            let Some((func, args)) = self.callback.call_parts(py) else {
                 return Ok(());
             };
-            return run_in_context(py, self.context.bind(py), func.bind(py), args.bind(py));
+            let func = func.into_bound(py);
+            let result = run_in_context(py, self.context.bind(py), &func, &args);
+            args.release(py);
+            return result;
         }
         let Some(cb) = self.callback.take(py) else {
             return Ok(());
         };
-        // As `Bound`s, released without PyO3's attached-thread check.
-        let (func, args) = (cb.func.into_bound(py), cb.args.into_bound(py));
-        let result = run_in_context(py, self.context.bind(py), &func, &args);
+        // As a `Bound`, released without PyO3's attached-thread check.
+        let func = cb.func.into_bound(py);
+        let result = run_in_context(py, self.context.bind(py), &func, &cb.args);
         if result.is_err() && !self.is_cancelled() {
             // The error report names the callback: give it back (unless the
             // callback cancelled its own handle).
@@ -302,10 +382,12 @@ impl Handle {
                 py,
                 Callback {
                     func: func.unbind(),
-                    args: args.unbind(),
+                    args: cb.args,
                 },
             );
             drop(old);
+        } else {
+            cb.args.release(py);
         }
         result
     }
@@ -353,7 +435,7 @@ impl Handle {
         if let Some(when) = self.timer_when() {
             info.push(format!("when={}", crate::pyhelpers::float_repr(py, when)?));
         }
-        if let Some((func, args)) = self.callback_parts(py) {
+        if let Some((func, args)) = self.callback_parts(py)? {
             info.push(format_callback_source(py, func.bind(py), args.bind(py))?);
         }
         if let Some(tb) = self.source_traceback() {
@@ -381,7 +463,7 @@ impl Handle {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(cb) = self.callback.peek_for_gc() {
             visit.call(&cb.func)?;
-            visit.call(&cb.args)?;
+            cb.args.traverse(&visit)?;
         }
         visit.call(&*self.context)?;
         Ok(())
@@ -403,7 +485,7 @@ impl Handle {
     #[getter(__class__)]
     fn class_view(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if slf.get().thread_lock.is_some() {
+        if slf.get().flag(THREAD_SAFE) {
             if let Some(view) = thread_safe_view(py)? {
                 return Ok(view.clone_ref(py));
             }
@@ -412,7 +494,7 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        expose_context(py, &self.context)
+        expose_context(py, &self.context, self.take_flag(CONTEXT_UNTRACKED))
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -424,12 +506,12 @@ impl Handle {
     // asyncio's own helpers (`_format_handle`, exception handlers) read.
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.callback_parts(py).map(|(f, _)| f)
+        self.callback_func(py)
     }
 
     #[getter]
-    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.callback_parts(py).map(|(_, a)| a)
+    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+        Ok(self.callback_parts(py)?.map(|(_, a)| a))
     }
 
     #[getter]
@@ -439,7 +521,7 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        expose_context(py, &self.context)
+        expose_context(py, &self.context, self.take_flag(CONTEXT_UNTRACKED))
     }
 
     #[getter]
@@ -493,7 +575,7 @@ impl TimerHandle {
             if a != b || x.is_cancelled() != y.is_cancelled() {
                 return Ok(false);
             }
-            match (x.callback_parts(py), y.callback_parts(py)) {
+            match (x.callback_parts(py)?, y.callback_parts(py)?) {
                 (None, None) => Ok(true),
                 (Some((f1, a1)), Some((f2, a2))) => {
                     Ok(f1.bind(py).eq(f2.bind(py))? && a1.bind(py).eq(a2.bind(py))?)

@@ -2,6 +2,7 @@
 //! One module per asyncio concept; the engine (queues, heap, poller) lives
 //! in the `ferroloop-engine` crate, free of Python.
 
+mod call_args;
 mod context;
 
 mod debug;

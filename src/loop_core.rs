@@ -17,6 +17,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use crate::call_args::CallArgs;
 use crate::context::copy_current_context_for_handle;
 use crate::debug;
 use crate::fd_watchers::{self, FdNumber, Side};
@@ -103,45 +104,91 @@ impl LoopCore {
 
     /// Builds a handle with asyncio's defaults: a copy of the current context
     /// when none is given, and a source traceback in debug mode.
+    // Inlined so the handle is built where it is stored, not moved through
+    // each caller's result.
+    #[inline(always)]
     fn make_handle(
         &self,
         py: Python<'_>,
         callback: &Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: CallArgs,
         context: Option<Bound<'_, PyAny>>,
         timer: Option<TimerState>,
         one_shot: bool,
     ) -> PyResult<Handle> {
-        let context = match context {
-            Some(c) if !c.is_none() => c.unbind(),
-            _ => copy_current_context_for_handle(py)?,
-        };
         let debug = self.is_debug();
         let source_traceback = if debug {
             Some(extract_stack(py)?)
         } else {
             None
         };
+        // Last of the fallible steps: an untracked copy must reach the handle,
+        // whose destructor tracks it again (see `context.rs`).
+        let (context, untracked) = match context {
+            Some(c) if !c.is_none() => (c.unbind(), false),
+            _ => (copy_current_context_for_handle(py)?, true),
+        };
         if one_shot {
-            untrack_atomic_args(&args);
+            args.untrack_if_atomic(py);
         }
-        Ok(Handle::new(
+        let handle = Handle::new(
             callback.clone().unbind(),
-            args.unbind(),
+            args,
             context,
             timer,
             source_traceback,
             debug,
             one_shot,
-        ))
+        );
+        handle.set_context_untracked(untracked);
+        Ok(handle)
     }
 
+    #[inline(always)]
     fn push_ready<'py>(&self, py: Python<'py>, handle: Handle) -> PyResult<Bound<'py, Handle>> {
         let handle = Bound::new(py, handle)?;
         untrack_one_shot(&handle);
         self.state(py)
             .ready
             .push(Runnable::Handle(handle.clone().unbind()));
+        Ok(handle)
+    }
+
+    /// `call_soon` with its arguments parsed (the fast entry's way in).
+    pub(crate) fn call_soon_args<'py>(
+        &self,
+        py: Python<'py>,
+        callback: &Bound<'py, PyAny>,
+        args: CallArgs,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        self.ensure_open()?;
+        if self.is_debug() {
+            debug::check_thread(py, self.loop_thread())?;
+            debug::check_callback(py, callback, "call_soon")?;
+        }
+        let handle = self.make_handle(py, callback, args, context, None, true)?;
+        self.push_ready(py, handle)
+    }
+
+    /// `call_soon_threadsafe` with its arguments parsed.
+    pub(crate) fn call_soon_threadsafe_args<'py>(
+        &self,
+        py: Python<'py>,
+        callback: &Bound<'py, PyAny>,
+        args: CallArgs,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        self.ensure_open()?;
+        if self.is_debug() {
+            debug::check_callback(py, callback, "call_soon_threadsafe")?;
+        }
+        let handle = self.make_handle(py, callback, args, context, None, true)?;
+        if crate::handles::thread_safe_view(py)?.is_some() {
+            handle.mark_thread_safe();
+        }
+        let handle = self.push_ready(py, handle)?;
+        self.wake(py);
         Ok(handle)
     }
 
@@ -163,7 +210,14 @@ impl LoopCore {
             when,
             heap: self.state(py).timers.slot(),
         };
-        let handle = self.make_handle(py, callback, args, context, Some(timer), true)?;
+        let handle = self.make_handle(
+            py,
+            callback,
+            CallArgs::from_tuple(args),
+            context,
+            Some(timer),
+            true,
+        )?;
         let init = PyClassInitializer::from(handle).add_subclass(TimerHandle {});
         let timer_handle = Bound::new(py, init)?;
         untrack_one_shot(timer_handle.as_super());
@@ -199,7 +253,14 @@ impl LoopCore {
         // names no fd, which an int registered here always does).
         let keep =
             (!fileobj.is_instance_of::<pyo3::types::PyInt>()).then(|| fileobj.clone().unbind());
-        let handle = self.make_handle(py, callback, args, context, None, false)?;
+        let handle = self.make_handle(
+            py,
+            callback,
+            CallArgs::from_tuple(args),
+            context,
+            None,
+            false,
+        )?;
         self.add_watcher(py, fd, side, handle, keep)
     }
 
@@ -216,7 +277,14 @@ impl LoopCore {
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         self.ensure_open()?;
-        let handle = self.make_handle(py, callback, args, context, None, false)?;
+        let handle = self.make_handle(
+            py,
+            callback,
+            CallArgs::from_tuple(args),
+            context,
+            None,
+            false,
+        )?;
         self.add_watcher(py, fd, side, handle, None)
     }
 
@@ -367,34 +435,18 @@ impl LoopCore {
         args: Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        self.ensure_open()?;
-        if self.is_debug() {
-            debug::check_thread(py, self.loop_thread())?;
-            debug::check_callback(py, callback, "call_soon")?;
-        }
-        let handle = self.make_handle(py, callback, args, context, None, true)?;
-        self.push_ready(py, handle)
+        self.call_soon_args(py, callback, CallArgs::from_tuple(args), context)
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    pub(crate) fn call_soon_threadsafe<'py>(
+    fn call_soon_threadsafe<'py>(
         &self,
         py: Python<'py>,
         callback: &Bound<'py, PyAny>,
         args: Bound<'py, PyTuple>,
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Handle>> {
-        self.ensure_open()?;
-        if self.is_debug() {
-            debug::check_callback(py, callback, "call_soon_threadsafe")?;
-        }
-        let mut handle = self.make_handle(py, callback, args, context, None, true)?;
-        if crate::handles::thread_safe_view(py)?.is_some() {
-            handle.thread_lock = Some(crate::handle_lock::HandleLock::boxed(py));
-        }
-        let handle = self.push_ready(py, handle)?;
-        self.wake(py);
-        Ok(handle)
+        self.call_soon_threadsafe_args(py, callback, CallArgs::from_tuple(args), context)
     }
 
     #[pyo3(signature = (delay, callback, *args, context=None))]
@@ -758,7 +810,7 @@ impl LoopCore {
 /// never come to hold a reference cycle later. Queued callbacks' arguments
 /// (`call_soon(cb, 42)`, `call_soon(fut.set_result, None)`) are thus never
 /// scanned while they wait.
-fn untrack_atomic_args(args: &Bound<'_, PyTuple>) {
+pub(crate) fn untrack_atomic_args(args: &Bound<'_, PyTuple>) {
     if args.is_empty() {
         return;
     }

@@ -27,9 +27,10 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyDict;
 use pyo3::{Borrowed, PyVisit};
 
+use crate::call_args::CallArgs;
 use crate::handles::Handle;
 use crate::loop_core::LoopCore;
 use crate::state::Runnable;
@@ -88,12 +89,12 @@ impl QueuedCall {
         debug: bool,
     ) -> PyResult<Bound<'py, Handle>> {
         let args = match &self.arg {
-            None => PyTuple::empty(py),
-            Some(arg) => PyTuple::new(py, [arg.bind(py)])?,
+            None => CallArgs::None,
+            Some(arg) => CallArgs::One(arg.clone_ref(py)),
         };
         let handle = Handle::new(
             self.func.clone_ref(py),
-            args.unbind(),
+            args,
             self.context.clone_ref(py),
             None,
             None,

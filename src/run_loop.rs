@@ -217,8 +217,16 @@ fn run_once(
     clear(garbage);
 
     let debug = core.is_debug();
+    // The thread-local flag is written only when it changes (it is false
+    // between batches): a thread-local access per callback is a call to the
+    // TLS resolver in a shared library.
+    let mut last_flag = false;
     while let Some(mut item) = batch.pop_front() {
-        iteration::set_last_of_batch(batch.is_empty());
+        let last = batch.is_empty();
+        if last != last_flag {
+            iteration::set_last_of_batch(last);
+            last_flag = last;
+        }
         if debug {
             if let Runnable::Call(call) = &item {
                 // Debug reports name the handle: run it as one.
@@ -347,7 +355,7 @@ fn report_callback_error(slf: &Bound<'_, LoopCore>, item: &Runnable, err: PyErr)
     let h = handle.get();
     // A handle cancelled while it ran has no callback left: asyncio then
     // formats `None()`.
-    let source = match h.callback_parts(py) {
+    let source = match h.callback_parts(py)? {
         Some((func, args)) => format_callback_source(py, func.bind(py), args.bind(py))?,
         None => format_callback_source(
             py,
