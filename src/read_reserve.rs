@@ -1,0 +1,54 @@
+//! A short-lived heap reservation taken while a large read grows a stream
+//! reader's empty buffer (see `docs/design-notes.md`, "Large stream reads
+//! and the heap top").
+//!
+//! When several connections each deliver ~100 KiB in one poll, every
+//! reader's empty `bytearray` is grown with one `malloc` of the read's size,
+//! and glibc carves those chunks one after the other from the top of the
+//! heap. The tasks then drain them (`del buf[:n]` frees the storage), the
+//! freed run joins the top chunk, glibc gives it back with `brk`, and the
+//! next poll faults the same pages in again (~25 minor faults per 100 KiB).
+//! Stock asyncio's selector loop (and rloop) allocate a receive buffer per
+//! read, shrink it to the bytes received, copy them into the reader's
+//! buffer and free it; that ordering leaves each storage a hole of its own
+//! size behind it, which the next large storage fills, and halves those
+//! faults. ferroloop receives into a shared buffer, so it reproduces that
+//! ordering with a reservation that holds no data: no malloc parameter is
+//! changed and nothing a program can see differs (the `bytearray` is grown
+//! by the same `PyByteArray_Resize` to the same size).
+
+/// Reads smaller than this leave the heap alone: their storage is small
+/// next to glibc's trim threshold, and the reservation would only cost.
+pub(crate) const MIN_RESERVED_READ: usize = 32 * 1024;
+
+/// The reservation is taken this much larger than the read, so no free
+/// chunk of exactly a previous storage's size can hold it ...
+const RESERVE_SLACK: usize = 512;
+
+/// ... and then shrunk to this much over the read, so the hole it leaves
+/// holds a storage of the read's size (CPython adds at most a bytes header
+/// to it: 3.15 keeps a `bytearray`'s storage in a `bytes` object).
+const RESERVE_KEEP: usize = 128;
+
+/// Runs `grow` (which allocates storage for `len` bytes) while a
+/// reservation of just over `len` bytes is held, then releases it. A
+/// reservation that cannot be had is skipped: it only shapes the heap.
+pub(crate) fn with_reserve<R>(len: usize, grow: impl FnOnce() -> R) -> R {
+    if len < MIN_RESERVED_READ {
+        return grow();
+    }
+    let mut reserve: Vec<u8> = Vec::new();
+    if reserve
+        .try_reserve_exact(len.saturating_add(RESERVE_SLACK))
+        .is_ok()
+    {
+        // black_box: the allocation and its shrink are the point, so the
+        // optimizer must not pair them away.
+        reserve = std::hint::black_box(reserve);
+        reserve.shrink_to(len.saturating_add(RESERVE_KEEP));
+    }
+    let reserve = std::hint::black_box(reserve);
+    let out = grow();
+    drop(reserve);
+    out
+}
