@@ -114,6 +114,37 @@ def test_tcp_echo_large_payloads():
     assert run_on_both(scenario) == ([True] * 4, [])
 
 
+
+def test_large_reads_into_an_empty_buffer_leave_it_as_stock():
+    """A large read into an empty reader buffer is grown behind a heap
+    reservation (src/read_reserve.rs): the bytearray's contents, length and
+    allocation stay what `extend` gives on the stock loop, read after read."""
+    size = 100 * 1024
+
+    async def scenario(a, b, errors):
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=4 * size)
+        transport, _ = await _connect_with(
+            loop, lambda: asyncio.StreamReaderProtocol(reader), a)
+        states = []
+        for round_ in range(3):
+            message = bytes((i * 13 + round_) % 251 for i in range(size))
+            b.sendall(message)
+            await wait_for_effect(lambda: len(reader._buffer) == size)
+            buffer = reader._buffer
+            states.append((buffer.__alloc__(), bytes(buffer) == message))
+            first = await reader.read(65536)
+            rest = await reader.readexactly(size - 65536)
+            states.append((first + rest == message, reader._buffer is buffer,
+                           len(buffer), buffer.__alloc__()))
+        transport.close()
+        return states, describe_errors(errors)
+
+    states, errors = run_on_both(scenario)
+    assert errors == []
+    assert states[0] == (size + 1, True)
+
+
 # -- limits ---------------------------------------------------------------------
 
 
