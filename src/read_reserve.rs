@@ -17,6 +17,10 @@
 //! changed and nothing a program can see differs (the `bytearray` is grown
 //! by the same `PyByteArray_Resize` to the same size).
 
+use std::cell::Cell;
+
+use crate::iteration;
+
 /// Reads smaller than this leave the heap alone: their storage is small
 /// next to glibc's trim threshold, and the reservation would only cost.
 pub(crate) const MIN_RESERVED_READ: usize = 32 * 1024;
@@ -30,11 +34,34 @@ const RESERVE_SLACK: usize = 512;
 /// to it: 3.15 keeps a `bytearray`'s storage in a `bytes` object).
 const RESERVE_KEEP: usize = 128;
 
+thread_local! {
+    /// (batch, large growths seen in it) for this thread's loop.
+    static SEEN: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
+}
+
+/// Counts this large growth; true when an earlier callback of the same loop
+/// iteration already grew a reader's buffer for a large read. A lone large
+/// read is left alone: its storage alone stays under glibc's trim threshold,
+/// and a reservation beside it would only raise the heap's swing.
+fn after_another_in_batch() -> bool {
+    let batch = iteration::batch();
+    SEEN.with(|seen| {
+        let (last, count) = seen.get();
+        let count = if last == batch {
+            count.saturating_add(1)
+        } else {
+            1
+        };
+        seen.set((batch, count));
+        count > 1
+    })
+}
+
 /// Runs `grow` (which allocates storage for `len` bytes) while a
 /// reservation of just over `len` bytes is held, then releases it. A
 /// reservation that cannot be had is skipped: it only shapes the heap.
 pub(crate) fn with_reserve<R>(len: usize, grow: impl FnOnce() -> R) -> R {
-    if len < MIN_RESERVED_READ {
+    if len < MIN_RESERVED_READ || !after_another_in_batch() {
         return grow();
     }
     let mut reserve: Vec<u8> = Vec::new();

@@ -217,6 +217,7 @@ fn run_once(
     clear(garbage);
 
     let debug = core.is_debug();
+    iteration::start_batch();
     while let Some(mut item) = batch.pop_front() {
         iteration::set_last_of_batch(batch.is_empty());
         if debug {
