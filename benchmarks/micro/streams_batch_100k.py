@@ -5,7 +5,9 @@ before the loop runs, so one poll finds all ten readable (the batch that
 the streams-100k echo sees under load), then ten tasks drain their readers
 with read(65536) as the echo server does. One operation is one message.
 The heap pattern of those reads (ten 100 KiB reader buffers grown in one
-poll, freed by the tasks) is what src/read_reserve.rs shapes.
+poll, freed by the tasks) is what src/read_reserve.rs shapes. Not in
+WORKLOADS (the run.py suite): run it with `callgrind_micro.py
+streams_batch_100k`, or time its minor faults around `run()`.
 """
 
 import asyncio
