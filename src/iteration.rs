@@ -11,6 +11,20 @@ use std::cell::Cell;
 
 thread_local! {
     static LAST_OF_BATCH: Cell<bool> = const { Cell::new(false) };
+    static BATCH: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Called by the loop before it runs an iteration's batch of callbacks.
+#[inline]
+pub(crate) fn start_batch() {
+    BATCH.with(|c| c.set(c.get().wrapping_add(1)));
+}
+
+/// Which batch is running (changes once per loop iteration), so a callback
+/// can tell whether an earlier callback of the same batch did something.
+#[inline]
+pub(crate) fn batch() -> u64 {
+    BATCH.with(Cell::get)
 }
 
 /// Set by the loop before it runs each callback of a batch.

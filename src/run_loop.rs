@@ -217,6 +217,7 @@ fn run_once(
     clear(garbage);
 
     let debug = core.is_debug();
+    iteration::start_batch();
     // The thread-local flag is written only when it changes (it is false
     // between batches): a thread-local access per callback is a call to the
     // TLS resolver in a shared library.

@@ -46,6 +46,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyInt, PyString, PyWeakrefReference};
 
+use crate::read_reserve;
 use crate::sock_calls::{with_read_buffer, SHARED_READ_MAX};
 
 extern "C" {
@@ -240,6 +241,9 @@ pub(crate) fn probe<'py>(protocol: &Bound<'py, PyAny>) -> Option<StreamTarget<'p
 impl<'py> StreamTarget<'py> {
     /// `self._buffer.extend(data)`: grows the bytearray as `extend` does
     /// (one `PyByteArray_Resize` to the new size) and copies `data` in.
+    /// Growing an empty buffer for a large read holds a heap reservation
+    /// meanwhile (`read_reserve`), which changes where the storage lands,
+    /// not what the bytearray holds.
     /// Runs no Python code, so it may be called with the shared read buffer
     /// borrowed.
     fn append(&self, data: &[u8]) -> Result<(), Bound<'py, PyBytes>> {
@@ -251,11 +255,20 @@ impl<'py> StreamTarget<'py> {
         let new_len = old_len
             .checked_add(data.len())
             .and_then(|n| isize::try_from(n).ok());
-        let grown = new_len.is_some_and(|new_len| {
+        let resize = |new_len: isize| {
             // SAFETY: `buffer` is a live exact bytearray; PyByteArray_Resize
             // either resizes it or fails (exports, no memory) leaving it as it
             // was, with an exception set that is cleared below.
             unsafe { ffi::PyByteArray_Resize(buffer.as_ptr(), new_len) == 0 }
+        };
+        let grown = new_len.is_some_and(|new_len| {
+            if old_len == 0 {
+                // A fresh storage for the whole read: placed behind a
+                // short-lived reservation (src/read_reserve.rs).
+                read_reserve::with_reserve(data.len(), || resize(new_len))
+            } else {
+                resize(new_len)
+            }
         });
         if !grown {
             drop(PyErr::take(py));

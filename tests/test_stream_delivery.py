@@ -114,6 +114,52 @@ def test_tcp_echo_large_payloads():
     assert run_on_both(scenario) == ([True] * 4, [])
 
 
+
+def test_large_reads_into_an_empty_buffer_leave_it_as_stock():
+    """Large reads into empty reader buffers in one loop iteration: from the
+    second one on, ferroloop grows the buffer behind a heap reservation
+    (src/read_reserve.rs). The bytearrays' identity, contents, length and
+    allocation stay what `extend` gives on the stock loop, round after round."""
+    size = 100 * 1024
+
+    async def scenario(a, b, errors):
+        loop = asyncio.get_running_loop()
+        c, d = socket.socketpair()
+        d.settimeout(TIMEOUT)
+        readers, transports = [], []
+        for sock in (a, c):
+            reader = asyncio.StreamReader(limit=4 * size)
+            transport, _ = await _connect_with(
+                loop, lambda: asyncio.StreamReaderProtocol(reader), sock)
+            readers.append(reader)
+            transports.append(transport)
+        states = []
+        for round_ in range(3):
+            messages = [bytes((i * 13 + round_ + k) % 251 for i in range(size))
+                        for k in range(2)]
+            buffers = [reader._buffer for reader in readers]
+            # Both peers send before the loop runs: one poll sees both.
+            for peer, message in zip((b, d), messages):
+                peer.sendall(message)
+            await wait_for_effect(
+                lambda: all(len(r._buffer) == size for r in readers))
+            for reader, buffer, message in zip(readers, buffers, messages):
+                states.append((reader._buffer is buffer, buffer.__alloc__(),
+                               bytes(buffer) == message))
+                first = await reader.read(65536)
+                rest = await reader.readexactly(size - 65536)
+                states.append((first + rest == message, len(buffer),
+                               buffer.__alloc__()))
+        for transport in transports:
+            transport.close()
+        d.close()
+        return states, describe_errors(errors)
+
+    states, errors = run_on_both(scenario)
+    assert errors == []
+    assert states[0] == (True, size + 1, True)
+    assert states[2] == (True, size + 1, True)
+
 # -- limits ---------------------------------------------------------------------
 
 
