@@ -38,6 +38,11 @@ pub(crate) fn run_in_context(
     // SAFETY: we entered this context just above on this thread, so exiting it
     // is balanced.
     let exited = unsafe { ffi::PyContext_Exit(context.as_ptr()) };
+    // Entered, the context may now hold what the callback set
+    // (`ContextVar.set`), which can lead back to the handle that owns the
+    // context: from here on the collector must see it. (A handle released
+    // right after running would put it back in its destructor anyway.)
+    retrack(context.as_unbound());
     let result = result.map(drop);
     if exited < 0 && result.is_ok() {
         return Err(PyErr::fetch(py));
@@ -59,12 +64,14 @@ pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// `contextvars.copy_context()` for a handle that will be the copy's only
 /// owner: the copy is taken out of the garbage collector's view.
 ///
-/// A context can only join a reference cycle through a reference to the
-/// context object itself, and the only way code obtains this copy is
-/// `Handle.get_context()`, which puts it back under the collector
-/// ([`expose_context`]). Until then the collector need not scan it, and a
-/// large ready queue or timer heap no longer costs a scan of one context per
-/// queued callback on every collection.
+/// Until the callback runs, the copy can only join a reference cycle through
+/// a reference to the context object itself, and the only way code obtains
+/// this copy is `Handle.get_context()`, which puts it back under the
+/// collector ([`expose_context`]). Running the callback in it may store new
+/// values in it (`ContextVar.set`), so [`run_in_context`] puts it back too.
+/// Until then the collector need not scan it, and a large ready queue or
+/// timer heap no longer costs a scan of one context per queued callback on
+/// every collection.
 ///
 /// CPython's context destructor unlinks the object from the collector's list
 /// without checking that it is tracked, so the owning handle must put the
@@ -80,7 +87,7 @@ pub(crate) fn copy_current_context_for_handle(py: Python<'_>) -> PyResult<Py<PyA
 
 /// Puts a context that [`copy_current_context_for_handle`] untracked back
 /// under the collector (a no-op for any other object).
-fn retrack(ctx: &Py<PyAny>) {
+pub(crate) fn retrack(ctx: &Py<PyAny>) {
     let ptr = ctx.as_ptr();
     // SAFETY: `ptr` is a live object (we hold a reference); the checks read
     // its type and GC header, and only an exact Context (a GC type) that is

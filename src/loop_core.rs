@@ -773,12 +773,13 @@ fn untrack_atomic_args(args: &Bound<'_, PyTuple>) {
     }
 }
 
-/// Puts a one-shot handle that the loop lets go of without running or
-/// cancelling it (loop close) back in the garbage collector's view. It still
-/// holds its callback, and whoever keeps the handle (`self._timer =
-/// loop.call_later(d, self._tick)`) may be in a cycle through it, which only
-/// the collector can break: untracked, such a cycle leaked for good (found by
-/// the differential fuzzer; asyncio's handles are always tracked).
+/// Puts a one-shot handle that the loop lets go of while someone else still
+/// holds it (at loop close, or after it ran or was cancelled: see
+/// `run_loop::release`) back in the garbage collector's view, with its
+/// context. Whoever keeps the handle (`self._timer = loop.call_later(d,
+/// self._tick)`) may be in a cycle through it, which only the collector can
+/// break: untracked, such a cycle leaked for good (found by the differential
+/// fuzzer; asyncio's handles are always tracked).
 pub(crate) fn retrack_released(handle: &Py<Handle>) {
     let p = handle.as_ptr();
     // SAFETY: `p` is a live object of a GC-enabled type (we hold a
@@ -790,6 +791,7 @@ pub(crate) fn retrack_released(handle: &Py<Handle>) {
             pyo3::ffi::PyObject_GC_Track(p.cast());
         }
     }
+    crate::context::retrack(&handle.get().context);
 }
 
 /// Takes a one-shot handle out of the garbage collector's view.
