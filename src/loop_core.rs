@@ -796,12 +796,13 @@ pub(crate) fn retrack_released(handle: &Py<Handle>) {
 
 /// Takes a one-shot handle out of the garbage collector's view.
 ///
-/// PyO3 makes every class a GC container, but a one-shot handle lets go of
-/// its callback once it has run or been cancelled (see `Handle::run`), so
-/// it cannot keep a reference cycle alive past its use, and while pending the
-/// loop owns it. Untracking it spares the collector from scanning every
-/// queued handle: with a large ready queue or timer heap that scanning was
-/// most of the loop's time.
+/// PyO3 makes every class a GC container, but while pending the loop owns a
+/// one-shot handle (and visits it). Untracking it spares the collector from
+/// scanning every queued handle: with a large ready queue or timer heap that
+/// scanning was most of the loop's time. When the loop lets go of it and
+/// someone else still holds it, it is tracked again (`retrack_released`):
+/// it may keep its callback (after an error, in debug mode) or a context
+/// the callback stored values in, either of which can close a cycle.
 fn untrack_one_shot(handle: &Bound<'_, Handle>) {
     // SAFETY: `handle` is a live object of a GC-enabled type that we just
     // created; untracking an object is always permitted (it only removes it
