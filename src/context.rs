@@ -38,11 +38,6 @@ pub(crate) fn run_in_context(
     // SAFETY: we entered this context just above on this thread, so exiting it
     // is balanced.
     let exited = unsafe { ffi::PyContext_Exit(context.as_ptr()) };
-    // Entered, the context may now hold what the callback set
-    // (`ContextVar.set`), which can lead back to the handle that owns the
-    // context: from here on the collector must see it. (A handle released
-    // right after running would put it back in its destructor anyway.)
-    retrack(context.as_unbound());
     let result = result.map(drop);
     if exited < 0 && result.is_ok() {
         return Err(PyErr::fetch(py));
@@ -61,17 +56,19 @@ pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// `contextvars.copy_context()` for a handle that will be the copy's only
-/// owner: the copy is taken out of the garbage collector's view.
+/// `contextvars.copy_context()` for a one-shot handle that will be the copy's
+/// only owner: the copy is taken out of the garbage collector's view.
 ///
-/// Until the callback runs, the copy can only join a reference cycle through
-/// a reference to the context object itself, and the only way code obtains
-/// this copy is `Handle.get_context()`, which puts it back under the
-/// collector ([`expose_context`]). Running the callback in it may store new
-/// values in it (`ContextVar.set`), so [`run_in_context`] puts it back too.
-/// Until then the collector need not scan it, and a large ready queue or
-/// timer heap no longer costs a scan of one context per queued callback on
-/// every collection.
+/// While the handle is queued, the loop owns it: the collector need not scan
+/// the copy, and a large ready queue or timer heap no longer costs a scan of
+/// one context per queued callback on every collection. Code can obtain the
+/// copy through `Handle.get_context()`, which puts it back under the
+/// collector ([`expose_context`]); and the copy can lead back to whoever keeps
+/// the handle through the values it holds (those of the current context now,
+/// and what the callback stores with `ContextVar.set` while it runs in it),
+/// so when the loop lets go of a handle that someone else still holds, the
+/// copy is put back too (`loop_core::retrack_released`). An fd watcher's
+/// handle, which runs again and again, gets a tracked copy.
 ///
 /// CPython's context destructor unlinks the object from the collector's list
 /// without checking that it is tracked, so the owning handle must put the

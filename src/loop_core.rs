@@ -114,7 +114,11 @@ impl LoopCore {
     ) -> PyResult<Handle> {
         let context = match context {
             Some(c) if !c.is_none() => c.unbind(),
-            _ => copy_current_context_for_handle(py)?,
+            // Only a one-shot handle's copy stays out of the collector's
+            // view (see there): an fd watcher's callback runs in its copy
+            // again and again, and may store values in it.
+            _ if one_shot => copy_current_context_for_handle(py)?,
+            _ => crate::context::copy_current_context(py)?,
         };
         let debug = self.is_debug();
         let source_traceback = if debug {

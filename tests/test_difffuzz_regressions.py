@@ -5,6 +5,8 @@ sequence on both loops and compares what they did."""
 import asyncio
 import contextvars
 import gc
+import socket
+import warnings
 import weakref
 
 import pytest
@@ -184,3 +186,33 @@ def test_loops_of_fuzz_like_sequences_are_all_collected(make):
         keeper.loop.close()
         del keeper
     assert _live(loop_type) - before <= 5
+
+
+@pytest.mark.parametrize("make", LOOPS, ids=["asyncio", "ferroloop"])
+def test_unclosed_loop_whose_reader_set_a_context_variable_is_collected(make):
+    # Was: an fd watcher's context copy was out of the collector's view too,
+    # though its callback runs in it again and again: a value it stored
+    # there that leads back to the loop kept the dropped loop alive.
+    a, b = socket.socketpair()
+    try:
+        loop = make()
+        box = [loop]
+
+        def on_readable():
+            a.recv(16)
+            _VAR.set(box)
+
+        loop.add_reader(a, on_readable)
+        b.send(b"x")
+        for _ in range(2):
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+        ref = weakref.ref(loop)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del loop, box, on_readable
+            gc.collect()
+        assert ref() is None
+    finally:
+        a.close()
+        b.close()
