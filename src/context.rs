@@ -49,15 +49,19 @@ pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// `contextvars.copy_context()` for a handle that will be the copy's only
-/// owner: the copy is taken out of the garbage collector's view.
+/// `contextvars.copy_context()` for a one-shot handle that will be the copy's
+/// only owner: the copy is taken out of the garbage collector's view.
 ///
-/// A context can only join a reference cycle through a reference to the
-/// context object itself, and the only way code obtains this copy is
-/// `Handle.get_context()`, which puts it back under the collector
-/// ([`expose_context`]). Until then the collector need not scan it, and a
-/// large ready queue or timer heap no longer costs a scan of one context per
-/// queued callback on every collection.
+/// While the handle is queued, the loop owns it: the collector need not scan
+/// the copy, and a large ready queue or timer heap no longer costs a scan of
+/// one context per queued callback on every collection. Code can obtain the
+/// copy through `Handle.get_context()`, which puts it back under the
+/// collector ([`expose_context`]); and the copy can lead back to whoever keeps
+/// the handle through the values it holds (those of the current context now,
+/// and what the callback stores with `ContextVar.set` while it runs in it),
+/// so when the loop lets go of a handle that someone else still holds, the
+/// copy is put back too (`loop_core::retrack_released`). An fd watcher's
+/// handle, which runs again and again, gets a tracked copy.
 ///
 /// CPython's context destructor unlinks the object from the collector's list
 /// without checking that it is tracked, so the owning handle must put the
@@ -75,7 +79,7 @@ pub(crate) fn copy_current_context_for_handle(py: Python<'_>) -> PyResult<Py<PyA
 /// under the collector. `untracked` is the owning handle's record of that
 /// (which the handle clears as it passes it), so the common case costs no
 /// call to ask the collector.
-fn retrack(ctx: &Py<PyAny>, untracked: bool) {
+pub(crate) fn retrack(ctx: &Py<PyAny>, untracked: bool) {
     if untracked {
         // SAFETY: `ctx` is a live, exact Context (a GC type) that we hold and
         // that was untracked by `copy_current_context_for_handle` and not

@@ -256,6 +256,12 @@ impl Handle {
         was
     }
 
+    /// Puts an untracked context copy back under the collector (see
+    /// `loop_core::retrack_released`).
+    pub(crate) fn retrack_context(&self) {
+        crate::context::retrack(&self.context, self.take_flag(CONTEXT_UNTRACKED));
+    }
+
     /// Records that `context` is an untracked copy (see `CONTEXT_UNTRACKED`).
     pub(crate) fn set_context_untracked(&self, untracked: bool) {
         self.set_flag(CONTEXT_UNTRACKED, untracked);

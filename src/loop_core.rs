@@ -124,9 +124,13 @@ impl LoopCore {
         };
         // Last of the fallible steps: an untracked copy must reach the handle,
         // whose destructor tracks it again (see `context.rs`).
+        // Only a one-shot handle's copy stays out of the collector's view
+        // (see there): an fd watcher's callback runs in its copy again and
+        // again, and may store values in it.
         let (context, untracked) = match context {
             Some(c) if !c.is_none() => (c.unbind(), false),
-            _ => (copy_current_context_for_handle(py)?, true),
+            _ if one_shot => (copy_current_context_for_handle(py)?, true),
+            _ => (crate::context::copy_current_context(py)?, false),
         };
         if one_shot {
             args.untrack_if_atomic(py);
@@ -826,12 +830,13 @@ pub(crate) fn untrack_atomic_args(args: &Bound<'_, PyTuple>) {
     }
 }
 
-/// Puts a one-shot handle that the loop lets go of without running or
-/// cancelling it (loop close) back in the garbage collector's view. It still
-/// holds its callback, and whoever keeps the handle (`self._timer =
-/// loop.call_later(d, self._tick)`) may be in a cycle through it, which only
-/// the collector can break: untracked, such a cycle leaked for good (found by
-/// the differential fuzzer; asyncio's handles are always tracked).
+/// Puts a one-shot handle that the loop lets go of while someone else still
+/// holds it (at loop close, or after it ran or was cancelled: see
+/// `run_loop::release`) back in the garbage collector's view, with its
+/// context. Whoever keeps the handle (`self._timer = loop.call_later(d,
+/// self._tick)`) may be in a cycle through it, which only the collector can
+/// break: untracked, such a cycle leaked for good (found by the differential
+/// fuzzer; asyncio's handles are always tracked).
 pub(crate) fn retrack_released(handle: &Py<Handle>) {
     let p = handle.as_ptr();
     // SAFETY: `p` is a live object of a GC-enabled type (we hold a
@@ -843,16 +848,18 @@ pub(crate) fn retrack_released(handle: &Py<Handle>) {
             pyo3::ffi::PyObject_GC_Track(p.cast());
         }
     }
+    handle.get().retrack_context();
 }
 
 /// Takes a one-shot handle out of the garbage collector's view.
 ///
-/// PyO3 makes every class a GC container, but a one-shot handle lets go of
-/// its callback once it has run or been cancelled (see `Handle::run`), so
-/// it cannot keep a reference cycle alive past its use, and while pending the
-/// loop owns it. Untracking it spares the collector from scanning every
-/// queued handle: with a large ready queue or timer heap that scanning was
-/// most of the loop's time.
+/// PyO3 makes every class a GC container, but while pending the loop owns a
+/// one-shot handle (and visits it). Untracking it spares the collector from
+/// scanning every queued handle: with a large ready queue or timer heap that
+/// scanning was most of the loop's time. When the loop lets go of it and
+/// someone else still holds it, it is tracked again (`retrack_released`):
+/// it may keep its callback (after an error, in debug mode) or a context
+/// the callback stored values in, either of which can close a cycle.
 fn untrack_one_shot(handle: &Bound<'_, Handle>) {
     // SAFETY: `handle` is a live object of a GC-enabled type that we just
     // created; untracking an object is always permitted (it only removes it

@@ -30,7 +30,7 @@ use crate::debug;
 use crate::fd_watchers::{self, Side};
 use crate::handles::Handle;
 use crate::iteration;
-use crate::loop_core::{LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
+use crate::loop_core::{retrack_released, LoopCore, MAXIMUM_SELECT_TIMEOUT, WAKER_TOKEN};
 use crate::pyhelpers::{format_callback_source, is_exit, lock};
 use crate::state::{LoopState, Runnable};
 use crate::virtual_time;
@@ -106,7 +106,7 @@ fn run_once(
         let poller = (timeout_ms != 0 || st.has_fd_watchers()).then(|| poller.clone());
         (timeout_ms, poller)
     };
-    clear(garbage);
+    clear(py, garbage);
     if deadlock {
         virtual_time::report_deadlock(slf)?;
     }
@@ -170,7 +170,7 @@ fn run_once(
             }
         }
     }
-    clear(garbage);
+    clear(py, garbage);
     core.drop_orphans(py);
     if signalled {
         // If a signal woke the poll, run Python's handlers now, as after
@@ -214,7 +214,7 @@ fn run_once(
         // the next iteration. The batch is moved out in one step.
         st.ready.take_batch(batch);
     }
-    clear(garbage);
+    clear(py, garbage);
 
     let debug = core.is_debug();
     iteration::start_batch();
@@ -258,6 +258,7 @@ fn run_once(
             if let Err(fatal) = report_callback_error(slf, &item, err) {
                 iteration::set_last_of_batch(false);
                 core.state(py).ready.requeue_front(batch);
+                release(py, item);
                 return Err(fatal);
             }
         }
@@ -269,19 +270,37 @@ fn run_once(
 
 /// Empties `garbage` (cancelled handles), usually already empty.
 #[inline(always)]
-fn clear(garbage: &mut Vec<Runnable>) {
+fn clear(py: Python<'_>, garbage: &mut Vec<Runnable>) {
     if !garbage.is_empty() {
-        garbage.clear();
+        for item in garbage.drain(..) {
+            release(py, item);
+        }
     }
 }
 
 /// Drops a run item. A handle goes through `Bound`, which releases it at
 /// once: dropping a `Py` first asks PyO3's thread-local whether the thread
 /// is attached, on every callback.
+///
+/// A one-shot handle is out of the collector's view while queued (see
+/// `loop_core::untrack_one_shot`); one that someone else still holds (the
+/// caller of `call_later` keeps it, an exception handler kept its context)
+/// outlives the loop's hold and goes back under the collector here. It may
+/// still lead back to its holder: through its callback, which it keeps after
+/// an error and in debug mode, or through its context, which the callback
+/// may have stored values in. Untracked, such a cycle leaked for good (found
+/// by the differential fuzzer: raising callbacks kept in a dict of handles).
 #[inline(always)]
 fn release(py: Python<'_>, item: Runnable) {
     match item {
-        Runnable::Handle(handle) => drop(handle.into_bound(py)),
+        Runnable::Handle(handle) => {
+            let handle = handle.into_bound(py);
+            // SAFETY: `handle` is a live object we hold; this reads its count.
+            if unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
+                retrack_released(handle.as_unbound());
+            }
+            drop(handle);
+        }
         Runnable::Sock(waiter) => drop(waiter),
         Runnable::Call(call) => call.release(py),
     }
