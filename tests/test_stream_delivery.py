@@ -157,8 +157,11 @@ def test_large_reads_into_an_empty_buffer_leave_it_as_stock():
 
     states, errors = run_on_both(scenario)
     assert errors == []
-    assert states[0] == (True, size + 1, True)
-    assert states[2] == (True, size + 1, True)
+    # Equal on both loops (run_on_both); the first growth's allocation size
+    # is the running Python's (size + 1 up to 3.14, more on 3.15).
+    for state in (states[0], states[2]):
+        assert state[0] is True and state[2] is True
+        assert state[1] >= size + 1
 
 # -- limits ---------------------------------------------------------------------
 

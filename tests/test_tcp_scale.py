@@ -180,8 +180,8 @@ def test_connect_close_cycles_leak_no_fds_or_memory(loop):
     loop.set_debug(False)  # see the note above CONCURRENT
     stats = new_stats()
     snapshots = []
-    round_cycles = ROUND_CYCLES[
-        'ferroloop' if type(loop).__module__.startswith('ferroloop') else 'asyncio']
+    kind = 'ferroloop' if type(loop).__module__.startswith('ferroloop') else 'asyncio'
+    round_cycles = ROUND_CYCLES[kind]
 
     async def cycle(address):
         lost = loop.create_future()
@@ -234,4 +234,9 @@ def test_connect_close_cycles_leak_no_fds_or_memory(loop):
     assert warm['fds'] == first['fds'] == second['fds'], report
     assert first['live_protocols'] == second['live_protocols'] == 0, report
     assert second['gc_objects'] - warm['gc_objects'] <= 100, report
-    assert second['rss'] - first['rss'] < 512 * 1024, report
+    if kind == 'ferroloop':
+        # The RSS bound is ferroloop's. The stock loop, run as the reference
+        # for the other assertions, is not held to it: on 3.15 its 15,000
+        # cycles once grew 832 KiB in round 2, with fds, protocols and
+        # objects flat (CPython's memory, not this project's).
+        assert second['rss'] - first['rss'] < 512 * 1024, report
