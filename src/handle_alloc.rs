@@ -60,9 +60,16 @@ unsafe impl Send for FreeObjects {}
 
 static FREE: GilCell<FreeObjects> = GilCell::new(FreeObjects(Vec::new()));
 
+/// How many emptied handles `POOL` keeps. Bounded well below `CAPACITY`:
+/// a pooled handle that is never refilled (a batch of a million
+/// `call_soon`s run once) is deallocated later, at the next `trim`, which
+/// costs more than deallocating it when it ran; a steady producer reuses
+/// what one iteration released in the next.
+const POOL_CAPACITY: usize = 4096;
+
 /// Emptied one-shot handles, whole objects ready to be filled again (see
 /// the module's notes). Each is untracked by the collector and referenced
-/// only from here. Together with `FREE`, at most `CAPACITY` handles.
+/// only from here.
 static POOL: GilCell<Vec<Py<Handle>>> = GilCell::new(Vec::new());
 
 /// Where `Handle`'s weak reference list lives in its objects (0: unknown,
@@ -155,9 +162,8 @@ unsafe extern "C" fn handle_free(obj: *mut c_void) {
         };
         // SAFETY: CPython frees objects with the GIL held.
         let py = unsafe { Python::assume_attached() };
-        let pooled = POOL.borrow_mut(py).len();
         let mut free = FREE.borrow_mut(py);
-        if free.0.len() + pooled < cap {
+        if free.0.len() < cap {
             free.0.push(nn);
             return;
         }
@@ -215,45 +221,51 @@ pub(crate) fn return_pooled(py: Python<'_>, handle: Bound<'_, Handle>) {
 }
 
 /// Lets go of the loop's reference to a one-shot handle that ran or was
-/// cancelled. When that reference is the only one, the handle is a plain
-/// `Handle` without debug parts or weak references and the pool has room,
-/// it is emptied and pooled instead of deallocated (see the module's notes);
-/// otherwise it is dropped as usual.
-#[inline]
+/// cancelled, the only reference left (the caller checked). When the handle
+/// is a plain `Handle` without debug parts or weak references and the pool
+/// has room, it is emptied and pooled instead of deallocated (see the
+/// module's notes); otherwise it is dropped as usual.
+#[inline(always)]
 pub(crate) fn release(py: Python<'_>, handle: Bound<'_, Handle>) {
     let obj = handle.as_ptr();
     let weaklist = WEAKLIST_OFFSET.load(Ordering::Relaxed);
     // SAFETY: `obj` is a live object we hold a reference to: reading its
-    // reference count and type is always allowed, and for an exact
-    // `Handle` the weak reference list pointer lies at the type's
-    // `tp_weaklistoffset` (read at install; 0 disables pooling).
+    // type is always allowed, and for an exact `Handle` the weak reference
+    // list pointer lies at the type's `tp_weaklistoffset` (read at
+    // install; 0 disables pooling).
     let alone = unsafe {
-        ffi::Py_REFCNT(obj) == 1
+        ffi::Py_TYPE(obj) == HANDLE_TYPE.load(Ordering::Relaxed)
             && weaklist > 0
-            && ffi::Py_TYPE(obj) == HANDLE_TYPE.load(Ordering::Relaxed)
             && (*obj
                 .cast::<u8>()
                 .offset(weaklist)
                 .cast::<*mut ffi::PyObject>())
             .is_null()
     };
+    debug_assert!(
+        // SAFETY: as above.
+        unsafe { ffi::Py_REFCNT(obj) } == 1,
+        "the loop's reference is the only one"
+    );
     if !alone || !handle.get().reusable() {
         drop(handle);
         return;
     }
-    {
-        let pool = POOL.borrow_mut(py);
-        if pool.len() + FREE.borrow_mut(py).0.len() >= CAPACITY {
+    let (callback, context) = {
+        let mut pool = POOL.borrow_mut(py);
+        if pool.len() >= POOL_CAPACITY {
             drop(pool);
             drop(handle);
             return;
         }
-    }
-    // SAFETY: the loop's reference is the only one (checked above, with
-    // the GIL held: no other thread can take a new one meanwhile), the
-    // handle has no debug parts and is not a timer (`reusable`).
-    let (callback, context) = unsafe { handle.get().take_for_reuse(py) };
-    POOL.borrow_mut(py).push(handle.unbind());
+        // SAFETY: the loop's reference is the only one (checked above, with
+        // the GIL held: no other thread can take a new one meanwhile), the
+        // handle has no debug parts and is not a timer (`reusable`). It runs
+        // no Python code (the pool stays borrowed).
+        let parts = unsafe { handle.get().take_for_reuse(py) };
+        pool.push(handle.unbind());
+        parts
+    };
     // Released after the handle is stored: these may run Python code,
     // which may schedule callbacks (and take the handle from the pool).
     if let Some(cb) = callback {

@@ -170,43 +170,50 @@ impl LoopCore {
         context: Option<Bound<'py, PyAny>>,
         thread_safe: bool,
     ) -> PyResult<Bound<'py, Handle>> {
-        let Some(pooled) = crate::handle_alloc::take_pooled(py) else {
-            let handle = self.make_handle(py, callback, args, context, None, true)?;
-            if thread_safe {
-                handle.mark_thread_safe();
+        let handle = match crate::handle_alloc::take_pooled(py) {
+            Some(pooled) => {
+                let copied = match context {
+                    Some(c) if !c.is_none() => Ok((c.unbind(), false)),
+                    _ => copy_current_context_for_handle(py).map(|c| (c, true)),
+                };
+                let (context, untracked) = match copied {
+                    Ok(parts) => parts,
+                    Err(err) => {
+                        // Back where it was (untracked, empty), for the next call.
+                        crate::handle_alloc::return_pooled(py, pooled);
+                        return Err(err);
+                    }
+                };
+                args.untrack_if_atomic(py);
+                // SAFETY: a pooled handle's only reference is `pooled` (see
+                // `take_pooled`), and the GIL is held.
+                let none = unsafe {
+                    pooled.get().reinit(
+                        py,
+                        callback.clone().unbind(),
+                        args,
+                        context,
+                        untracked,
+                        thread_safe,
+                    )
+                };
+                drop(none.into_bound(py));
+                pooled
             }
-            return self.push_ready(py, handle);
-        };
-        let copied = match context {
-            Some(c) if !c.is_none() => Ok((c.unbind(), false)),
-            _ => copy_current_context_for_handle(py).map(|c| (c, true)),
-        };
-        let (context, untracked) = match copied {
-            Ok(parts) => parts,
-            Err(err) => {
-                // Back where it was (untracked, empty), for the next call.
-                crate::handle_alloc::return_pooled(py, pooled);
-                return Err(err);
+            None => {
+                let handle = self.make_handle(py, callback, args, context, None, true)?;
+                if thread_safe {
+                    handle.mark_thread_safe();
+                }
+                let handle = Bound::new(py, handle)?;
+                untrack_one_shot(&handle);
+                handle
             }
         };
-        args.untrack_if_atomic(py);
-        // SAFETY: a pooled handle's only reference is `pooled` (see
-        // `take_pooled`), and the GIL is held.
-        let none = unsafe {
-            pooled.get().reinit(
-                py,
-                callback.clone().unbind(),
-                args,
-                context,
-                untracked,
-                thread_safe,
-            )
-        };
-        drop(none.into_bound(py));
         self.state(py)
             .ready
-            .push(Runnable::Handle(pooled.clone().unbind()));
-        Ok(pooled)
+            .push(Runnable::Handle(handle.clone().unbind()));
+        Ok(handle)
     }
 
     /// `call_soon` with its arguments parsed (the fast entry's way in).
