@@ -9,7 +9,7 @@ use crate::call_args::CallArgs;
 
 /// Calls `func(*args)` with `context` entered. Objects that are not real
 /// `Context`s fall back to their own `run` method (as asyncio would call it).
-#[inline]
+#[inline(always)]
 pub(crate) fn run_in_context(
     py: Python<'_>,
     context: &Bound<'_, PyAny>,

@@ -271,6 +271,7 @@ impl Handle {
     /// # Safety
     /// The caller holds the only reference to the handle's object, with the
     /// GIL, and the handle has no debug parts and is not a timer.
+    #[inline(always)]
     pub(crate) unsafe fn take_for_reuse(&self, py: Python<'_>) -> (Option<Callback>, Py<PyAny>) {
         let callback = self.callback.take(py);
         release_context(self.context(), self.take_flag(CONTEXT_UNTRACKED));
@@ -437,7 +438,7 @@ impl Handle {
     }
 
     /// Runs the callback in its context. Errors are the caller's to route.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn run(&self, py: Python<'_>) -> PyResult<()> {
         if self.flag(THREAD_SAFE) {
             // Another thread may have cancelled it since the loop looked.
@@ -451,17 +452,25 @@ impl Handle {
         self.run_unlocked(py)
     }
 
-    #[inline]
+    /// Runs a callback that stays in the handle: it runs again (fd
+    /// watcher), or debug reports name it.
+    #[inline(never)]
+    fn run_kept(&self, py: Python<'_>) -> PyResult<()> {
+        let Some((func, args)) = self.callback.call_parts(py) else {
+            return Ok(());
+        };
+        let func = func.into_bound(py);
+        let result = run_in_context(py, self.context().bind(py), &func, &args);
+        args.release(py);
+        result
+    }
+
+    // Inlined, with `run_in_context`, into the run loop: one call level per
+    // callback instead of three.
+    #[inline(always)]
     fn run_unlocked(&self, py: Python<'_>) -> PyResult<()> {
         if !self.is_one_shot() || self.debug.is_some() {
-            // Kept: it runs again (fd watcher), or debug reports name it.
-            let Some((func, args)) = self.callback.call_parts(py) else {
-                return Ok(());
-            };
-            let func = func.into_bound(py);
-            let result = run_in_context(py, self.context().bind(py), &func, &args);
-            args.release(py);
-            return result;
+            return self.run_kept(py);
         }
         let Some(cb) = self.callback.take(py) else {
             return Ok(());

@@ -217,6 +217,7 @@ impl LoopCore {
     }
 
     /// `call_soon` with its arguments parsed (the fast entry's way in).
+    #[inline(always)]
     pub(crate) fn call_soon_args<'py>(
         &self,
         py: Python<'py>,
@@ -235,6 +236,8 @@ impl LoopCore {
     }
 
     /// `call_soon_threadsafe` with its arguments parsed.
+    // Inlined into the fast entry point (one call level less per post).
+    #[inline(always)]
     pub(crate) fn call_soon_threadsafe_args<'py>(
         &self,
         py: Python<'py>,
