@@ -159,7 +159,8 @@ impl LoopCore {
     }
 
     /// Queues a one-shot, non-debug handle, in an emptied handle object
-    /// when the pool has one (see `handle_alloc.rs`), else in a new one.
+    /// when the pool has one (see `handle_alloc.rs`), else in a new one;
+    /// with `wake`, then wakes the poll (`call_soon_threadsafe`).
     /// What it holds is what `make_handle` gives outside debug mode.
     #[inline(always)]
     fn queue_one_shot<'py>(
@@ -169,6 +170,7 @@ impl LoopCore {
         args: CallArgs,
         context: Option<Bound<'py, PyAny>>,
         thread_safe: bool,
+        wake: bool,
     ) -> PyResult<Bound<'py, Handle>> {
         let handle = match crate::handle_alloc::take_pooled(py) {
             Some(pooled) => {
@@ -210,9 +212,15 @@ impl LoopCore {
                 handle
             }
         };
-        self.state(py)
-            .ready
-            .push(Runnable::Handle(handle.clone().unbind()));
+        let mut st = self.state(py);
+        st.ready.push(Runnable::Handle(handle.clone().unbind()));
+        if wake {
+            // The poll's wake-up, in the same borrow (no Python code runs).
+            if let Some(waker) = &st.waker {
+                waker.wake();
+            }
+        }
+        drop(st);
         Ok(handle)
     }
 
@@ -232,7 +240,7 @@ impl LoopCore {
             let handle = self.make_handle(py, callback, args, context, None, true)?;
             return self.push_ready(py, handle);
         }
-        self.queue_one_shot(py, callback, args, context, false)
+        self.queue_one_shot(py, callback, args, context, false, false)
     }
 
     /// `call_soon_threadsafe` with its arguments parsed.
@@ -247,16 +255,16 @@ impl LoopCore {
     ) -> PyResult<Bound<'py, Handle>> {
         self.ensure_open()?;
         let thread_safe = crate::handles::thread_safe_view(py)?.is_some();
-        let handle = if self.is_debug() {
-            debug::check_callback(py, callback, "call_soon_threadsafe")?;
-            let handle = self.make_handle(py, callback, args, context, None, true)?;
-            if thread_safe {
-                handle.mark_thread_safe();
-            }
-            self.push_ready(py, handle)?
-        } else {
-            self.queue_one_shot(py, callback, args, context, thread_safe)?
-        };
+        if !self.is_debug() {
+            // Queued and the poll woken (see `queue_one_shot`).
+            return self.queue_one_shot(py, callback, args, context, thread_safe, true);
+        }
+        debug::check_callback(py, callback, "call_soon_threadsafe")?;
+        let handle = self.make_handle(py, callback, args, context, None, true)?;
+        if thread_safe {
+            handle.mark_thread_safe();
+        }
+        let handle = self.push_ready(py, handle)?;
         self.wake(py);
         Ok(handle)
     }
