@@ -81,20 +81,22 @@ impl CallArgs {
 
     /// Takes a tuple of atomic values out of the collector's view: it cannot
     /// be part of a cycle (see `loop_core::untrack_atomic_args`).
+    #[inline(always)]
     pub(crate) fn untrack_if_atomic(&self, py: Python<'_>) {
         if let CallArgs::Tuple(t) = self {
             crate::loop_core::untrack_atomic_args(t.bind(py));
         }
     }
 
-    /// `func(*args)`; the result is dropped.
-    #[inline]
-    pub(crate) fn call(&self, py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// `func(*args)`: a new reference, or NULL with an exception set (the
+    /// run loop's path, which builds a `PyErr` only on failure).
+    #[inline(always)]
+    pub(crate) fn call_raw(&self, func: &Bound<'_, PyAny>) -> *mut ffi::PyObject {
         let f = func.as_ptr();
         // SAFETY: `f` and the arguments are live objects we hold for the
         // call; each call returns a new reference or NULL with an exception
         // set. A tuple's items are a contiguous array of its length.
-        let raw = unsafe {
+        unsafe {
             match self {
                 CallArgs::None => ffi::PyObject_CallNoArgs(f),
                 CallArgs::One(arg) => ffi::PyObject_CallOneArg(f, arg.as_ptr()),
@@ -109,9 +111,7 @@ impl CallArgs {
                     )
                 }
             }
-        };
-        // SAFETY: as above: a new reference or NULL with an exception set.
-        unsafe { Bound::from_owned_ptr_or_err(py, raw) }.map(drop)
+        }
     }
 
     /// `(func, *args)`, for a context object's own `run`.
@@ -138,7 +138,7 @@ impl CallArgs {
     }
 
     /// Releases the references at once (see `run_loop::release`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(self, py: Python<'_>) {
         match self {
             CallArgs::None => {}

@@ -9,7 +9,7 @@ use crate::call_args::CallArgs;
 
 /// Calls `func(*args)` with `context` entered. Objects that are not real
 /// `Context`s fall back to their own `run` method (as asyncio would call it).
-#[inline]
+#[inline(always)]
 pub(crate) fn run_in_context(
     py: Python<'_>,
     context: &Bound<'_, PyAny>,
@@ -28,14 +28,26 @@ pub(crate) fn run_in_context(
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
         return Err(PyErr::fetch(py));
     }
-    let result = args.call(py, func);
+    let raw = args.call_raw(func);
+    // The callback's error is taken before the exit, as is its result
+    // released inside the context; no `PyErr` is moved on success.
+    let failed = if raw.is_null() {
+        Some(PyErr::fetch(py))
+    } else {
+        // SAFETY: `raw` is the new reference the call returned.
+        unsafe { ffi::Py_DECREF(raw) };
+        None
+    };
     // SAFETY: we entered this context just above on this thread, so exiting it
     // is balanced.
     let exited = unsafe { ffi::PyContext_Exit(context.as_ptr()) };
-    if exited < 0 && result.is_ok() {
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    if exited < 0 {
         return Err(PyErr::fetch(py));
     }
-    result
+    Ok(())
 }
 
 /// `contextvars.copy_context()`.
@@ -66,7 +78,7 @@ pub(crate) fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// CPython's context destructor unlinks the object from the collector's list
 /// without checking that it is tracked, so the owning handle must put the
 /// copy back under the collector before letting go of it ([`release_context`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn copy_current_context_for_handle(py: Python<'_>) -> PyResult<Py<PyAny>> {
     let ctx = copy_current_context(py)?;
     // SAFETY: `ctx` is a live Context (a GC type) that nothing else references

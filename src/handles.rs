@@ -125,6 +125,15 @@ impl CallbackSlot {
     }
 }
 
+/// A handle's context, replaced only while the loop holds the handle's one
+/// reference (to recycle it, see `handle_alloc::release`).
+struct ContextSlot(UnsafeCell<ManuallyDrop<Py<PyAny>>>);
+
+// SAFETY: read and written only with the GIL held (every path reaching a
+// `Handle` does), and written only while no other reference to the handle,
+// and so no borrow of the slot, exists (see `Handle::take_for_reuse`).
+unsafe impl Sync for ContextSlot {}
+
 /// Bits of `Handle::flags`.
 const CANCELLED: u8 = 1;
 /// In the loop's timer heap (asyncio's `_scheduled`).
@@ -162,8 +171,10 @@ struct DebugParts {
 // struct. The callback and its arguments take 24 (see `CallArgs`).
 pub struct Handle {
     callback: CallbackSlot,
-    /// Released by hand in `drop` (see there).
-    pub(crate) context: ManuallyDrop<Py<PyAny>>,
+    /// Released by hand in `drop` (see there). Replaced only while the
+    /// loop holds the handle's one reference, to recycle it (see
+    /// `handle_alloc::release`); read through `context()`.
+    context: ContextSlot,
     /// The deadline of a timer handle (`TIMER` set); 0 otherwise.
     when: f64,
     /// `CANCELLED | SCHEDULED | ONE_SHOT | TIMER | THREAD_SAFE |
@@ -186,11 +197,11 @@ impl Drop for Handle {
         // The context copy may be untracked (see context.rs); CPython's
         // context destructor requires it tracked. A Handle lives only inside
         // its Python object, so this runs in tp_dealloc, with the GIL held.
-        release_context(&self.context, self.take_flag(CONTEXT_UNTRACKED));
+        release_context(self.context(), self.take_flag(CONTEXT_UNTRACKED));
         // SAFETY: as above, a handle is dropped with the GIL held.
         let py = unsafe { Python::assume_attached() };
         // SAFETY: `context` is not used again; this is its only release.
-        let context = unsafe { ManuallyDrop::take(&mut self.context) };
+        let context = unsafe { ManuallyDrop::take(self.context.0.get_mut()) };
         // As a `Bound`: released at once, without dropping a `Py`'s check of
         // whether the thread is attached (once per callback run).
         drop(context.into_bound(py));
@@ -227,7 +238,7 @@ impl Handle {
                 func: callback,
                 args,
             }),
-            context: ManuallyDrop::new(context),
+            context: ContextSlot(UnsafeCell::new(ManuallyDrop::new(context))),
             when,
             flags: AtomicU8::new(flags),
             heap: AtomicU16::new(heap),
@@ -239,6 +250,84 @@ impl Handle {
                 })
             }),
         }
+    }
+
+    /// The context the callback runs in.
+    #[inline(always)]
+    pub(crate) fn context(&self) -> &Py<PyAny> {
+        // SAFETY: the slot is written only by `take_for_reuse` and
+        // `reinit`, which run while the loop holds the only reference to the
+        // handle (no `&Py` from here can be alive then: nobody else can
+        // reach the handle) and with the GIL held.
+        unsafe { &*self.context.0.get() }
+    }
+
+    /// Empties a handle nobody but the caller can reach, so that its object
+    /// can serve the next `call_soon` (see `handle_alloc::release`): the
+    /// context is swapped for `None`, the callback taken, and both returned
+    /// for the caller to drop once the handle is stored (their destructors
+    /// may run Python code). The context copy is back under the collector.
+    ///
+    /// # Safety
+    /// The caller holds the only reference to the handle's object, with the
+    /// GIL, and the handle has no debug parts and is not a timer.
+    #[inline(always)]
+    pub(crate) unsafe fn take_for_reuse(&self, py: Python<'_>) -> (Option<Callback>, Py<PyAny>) {
+        let callback = self.callback.take(py);
+        release_context(self.context(), self.take_flag(CONTEXT_UNTRACKED));
+        // SAFETY: see the function's contract: no other reference to the
+        // slot can exist (`context()` borrows end with the callers' steps).
+        let old =
+            unsafe { std::mem::replace(&mut *self.context.0.get(), ManuallyDrop::new(py.None())) };
+        (callback, ManuallyDrop::into_inner(old))
+    }
+
+    /// Fills a handle emptied by `take_for_reuse` as `Handle::new` would
+    /// have built a one-shot, non-debug, non-timer handle (`untracked`: see
+    /// `CONTEXT_UNTRACKED`; `thread_safe`: see `THREAD_SAFE`). Returns the
+    /// `None` the context slot held, for the caller to drop.
+    ///
+    /// # Safety
+    /// As for `take_for_reuse`: the caller holds the only reference.
+    #[inline(always)]
+    pub(crate) unsafe fn reinit(
+        &self,
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: CallArgs,
+        context: Py<PyAny>,
+        untracked: bool,
+        thread_safe: bool,
+    ) -> Py<PyAny> {
+        let empty = self.callback.put(
+            py,
+            Callback {
+                func: callback,
+                args,
+            },
+        );
+        debug_assert!(empty.is_none(), "a recycled handle keeps no callback");
+        drop(empty);
+        // SAFETY: see the function's contract.
+        let old =
+            unsafe { std::mem::replace(&mut *self.context.0.get(), ManuallyDrop::new(context)) };
+        let mut flags = ONE_SHOT;
+        if untracked {
+            flags |= CONTEXT_UNTRACKED;
+        }
+        if thread_safe {
+            flags |= THREAD_SAFE;
+        }
+        self.flags.store(flags, Ordering::Relaxed);
+        self.seq.store(0, Ordering::Relaxed);
+        ManuallyDrop::into_inner(old)
+    }
+
+    /// Whether `take_for_reuse` may empty this handle: one-shot, not a
+    /// timer, no debug parts.
+    #[inline]
+    pub(crate) fn reusable(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & (ONE_SHOT | TIMER) == ONE_SHOT && self.debug.is_none()
     }
 
     #[inline]
@@ -259,7 +348,7 @@ impl Handle {
     /// Puts an untracked context copy back under the collector (see
     /// `loop_core::retrack_released`).
     pub(crate) fn retrack_context(&self) {
-        crate::context::retrack(&self.context, self.take_flag(CONTEXT_UNTRACKED));
+        crate::context::retrack(self.context(), self.take_flag(CONTEXT_UNTRACKED));
     }
 
     /// Records that `context` is an untracked copy (see `CONTEXT_UNTRACKED`).
@@ -349,7 +438,7 @@ impl Handle {
     }
 
     /// Runs the callback in its context. Errors are the caller's to route.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn run(&self, py: Python<'_>) -> PyResult<()> {
         if self.flag(THREAD_SAFE) {
             // Another thread may have cancelled it since the loop looked.
@@ -363,24 +452,32 @@ impl Handle {
         self.run_unlocked(py)
     }
 
-    #[inline]
+    /// Runs a callback that stays in the handle: it runs again (fd
+    /// watcher), or debug reports name it.
+    #[inline(never)]
+    fn run_kept(&self, py: Python<'_>) -> PyResult<()> {
+        let Some((func, args)) = self.callback.call_parts(py) else {
+            return Ok(());
+        };
+        let func = func.into_bound(py);
+        let result = run_in_context(py, self.context().bind(py), &func, &args);
+        args.release(py);
+        result
+    }
+
+    // Inlined, with `run_in_context`, into the run loop: one call level per
+    // callback instead of three.
+    #[inline(always)]
     fn run_unlocked(&self, py: Python<'_>) -> PyResult<()> {
         if !self.is_one_shot() || self.debug.is_some() {
-            // Kept: it runs again (fd watcher), or debug reports name it.
-            let Some((func, args)) = self.callback.call_parts(py) else {
-                return Ok(());
-            };
-            let func = func.into_bound(py);
-            let result = run_in_context(py, self.context.bind(py), &func, &args);
-            args.release(py);
-            return result;
+            return self.run_kept(py);
         }
         let Some(cb) = self.callback.take(py) else {
             return Ok(());
         };
         // As a `Bound`, released without PyO3's attached-thread check.
         let func = cb.func.into_bound(py);
-        let result = run_in_context(py, self.context.bind(py), &func, &cb.args);
+        let result = run_in_context(py, self.context().bind(py), &func, &cb.args);
         if result.is_err() && !self.is_cancelled() {
             // The error report names the callback: give it back (unless the
             // callback cancelled its own handle).
@@ -471,7 +568,7 @@ impl Handle {
             visit.call(&cb.func)?;
             cb.args.traverse(&visit)?;
         }
-        visit.call(&*self.context)?;
+        visit.call(self.context())?;
         Ok(())
     }
 
@@ -500,7 +597,7 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        expose_context(py, &self.context, self.take_flag(CONTEXT_UNTRACKED))
+        expose_context(py, self.context(), self.take_flag(CONTEXT_UNTRACKED))
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -527,7 +624,7 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        expose_context(py, &self.context, self.take_flag(CONTEXT_UNTRACKED))
+        expose_context(py, self.context(), self.take_flag(CONTEXT_UNTRACKED))
     }
 
     #[getter]

@@ -298,8 +298,11 @@ fn release(py: Python<'_>, item: Runnable) {
             // SAFETY: `handle` is a live object we hold; this reads its count.
             if unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
                 retrack_released(handle.as_unbound());
+                drop(handle);
+            } else {
+                // Ours alone: maybe kept for the next `call_soon`.
+                crate::handle_alloc::release(py, handle);
             }
-            drop(handle);
         }
         Runnable::Sock(waiter) => drop(waiter),
         Runnable::Call(call) => call.release(py),

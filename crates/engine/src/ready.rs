@@ -27,6 +27,7 @@ impl<T> ReadyQueue<T> {
     }
 
     /// Appends a callback at the back (what `call_soon` does).
+    #[inline]
     pub fn push(&mut self, item: T) {
         self.items.push_back(item);
     }
