@@ -414,6 +414,15 @@ impl Handle {
         self.flag(CANCELLED)
     }
 
+    /// Asks the CPU to load the cache lines that timer-heap compaction
+    /// reads and writes: the object header (the reference count) and the
+    /// flags. Computing the addresses reads nothing.
+    #[inline]
+    pub(crate) fn prefetch(obj: *const pyo3::ffi::PyObject, this: &Handle) {
+        crate::pyhelpers::prefetch(obj.cast());
+        crate::pyhelpers::prefetch((&this.flags as *const AtomicU8).cast());
+    }
+
     pub(crate) fn mark_unscheduled(&self) {
         self.set_flag(SCHEDULED, false);
         self.forget_heap();

@@ -141,3 +141,17 @@ pub(crate) fn close_unclosed_transport_socket(py: Python<'_>, message: &str, soc
     }
     err.write_unraisable(py, None);
 }
+
+/// A hint to load the cache line at `p` (no effect on other targets).
+/// Never dereferences `p`: any address will do.
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86_64 baseline, and a prefetch never
+    // faults nor reads memory architecturally, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

@@ -46,6 +46,13 @@ impl Timer for Scheduled {
     fn set_seq(&self, seq: u32) {
         self.0.get().set_seq(seq);
     }
+
+    #[inline]
+    fn prefetch(&self) {
+        // The object header (its reference count, which compaction may
+        // decrement) and the flags are what compaction touches.
+        Handle::prefetch(self.0.as_ptr(), self.0.get());
+    }
 }
 
 /// A loop's heap and its slot in `SLOTS`.
@@ -120,25 +127,66 @@ pub(crate) fn new_timers(py: Python<'_>) -> Arc<Timers> {
 
 /// A scheduled timer handle was just cancelled (its cancelled flag is set):
 /// count it, and compact the heap if cancelled entries are now the majority.
-/// Removed handles are no longer scheduled (asyncio clears `_scheduled` when
-/// it drops them) and are released after the heap is let go of, since a
-/// handle's destructor may run Python code that schedules timers.
+///
+/// The count and the check run on every `cancel()`, so they go through the
+/// table's `Weak` without upgrading it (two atomic read-modify-writes per
+/// cancel): the step runs no Python code and takes the GIL-only borrows, so
+/// a heap seen alive stays alive until it ends. Only a compaction, which
+/// releases handles and so may run Python code, holds a strong reference.
 pub(crate) fn note_cancelled(py: Python<'_>, slot: u16) {
+    let compact = {
+        let slots = SLOTS.borrow_mut(py);
+        let Some(weak) = slots.live.get(usize::from(slot)) else {
+            return;
+        };
+        if weak.strong_count() == 0 {
+            return; // the loop is gone
+        }
+        // SAFETY: the heap is alive (a strong count above zero) and can only
+        // be dropped with the GIL held, by code that cannot run before this
+        // block ends: it calls no Python code and holds `SLOTS`' borrow.
+        let timers = unsafe { &*weak.as_ptr() };
+        let mut heap = timers.borrow_mut(py);
+        heap.note_cancelled();
+        heap.needs_compaction()
+    };
+    if compact {
+        compact_now(py, slot);
+    }
+}
+
+/// Compacts the heap in `slot`. Removed handles are no longer scheduled
+/// (asyncio clears `_scheduled` when it drops them). One that someone else
+/// still holds (the caller of `call_later` usually does) loses the heap's
+/// reference at once, while its memory is at hand from the check of its
+/// flag: a million of them otherwise meant a second pass over a million
+/// handles in random memory order. The others are released after the heap
+/// is let go of, since a handle's destructor may run Python code that
+/// schedules timers.
+#[cold]
+fn compact_now(py: Python<'_>, slot: u16) {
     let heap = SLOTS
         .borrow_mut(py)
         .live
         .get(usize::from(slot))
         .and_then(Weak::upgrade);
     let Some(heap) = heap else {
-        return; // the loop is gone
+        return;
     };
     let mut removed = Vec::new();
     {
         let mut timers = heap.borrow_mut(py);
-        timers.note_cancelled();
         timers.compact_if_needed(|s| {
             s.0.get().mark_unscheduled();
-            removed.push(s);
+            let handle = s.0.into_bound(py);
+            // SAFETY: `handle` is a live object we hold; this reads its count.
+            if unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
+                // Not the last reference: this release deallocates nothing
+                // and runs no code.
+                drop(handle);
+            } else {
+                removed.push(handle);
+            }
         });
     }
     drop(removed);

@@ -44,7 +44,15 @@ pub trait Timer {
     fn seq(&self) -> u32;
     /// Called by the heap at push, and when it renumbers its entries.
     fn set_seq(&self, seq: u32);
+    /// A hint that [`Timer::is_cancelled`] will soon be asked of this item:
+    /// compaction reads a million items in heap order, i.e. in random
+    /// memory order, and asks ahead so that the reads overlap.
+    #[inline]
+    fn prefetch(&self) {}
 }
+
+/// How many entries ahead compaction prefetches.
+const PREFETCH_AHEAD: usize = 16;
 
 /// `f64::total_cmp`'s order as a signed integer, computed once at push.
 #[inline]
@@ -72,10 +80,16 @@ impl<T: Timer> Entry<T> {
             .then_with(|| self.item.seq().cmp(&other.item.seq()))
     }
 
-    /// `cmp(..) == Less`, reading the items only on equal keys.
+    /// `cmp(..) == Less`, reading the items only on equal keys. Written as
+    /// one branch on key equality (predictable: deadlines rarely tie) and a
+    /// comparison the compiler can turn into a conditional move.
     #[inline]
     fn before(&self, other: &Self) -> bool {
-        self.key < other.key || (self.key == other.key && self.item.seq() < other.item.seq())
+        if self.key != other.key {
+            self.key < other.key
+        } else {
+            self.item.seq() < other.item.seq()
+        }
     }
 }
 
@@ -122,22 +136,43 @@ impl<T: Timer> TimerHeap<T> {
         self.cancelled
     }
 
-    /// Rebuilds the heap without its cancelled entries when they are more
-    /// than [`CANCELLED_FRACTION_TO_COMPACT`] of a heap larger than
-    /// [`MIN_TIMERS_TO_COMPACT`] (asyncio's rule). Removed items go to
-    /// `dropped`. Returns whether it compacted.
-    pub fn compact_if_needed(&mut self, mut dropped: impl FnMut(T)) -> bool {
+    /// Whether cancelled entries are more than
+    /// [`CANCELLED_FRACTION_TO_COMPACT`] of a heap larger than
+    /// [`MIN_TIMERS_TO_COMPACT`] (asyncio's rule). Checked after every
+    /// cancellation, so integers only: `cancelled > len / 2` is exactly
+    /// `cancelled / len > 0.5`.
+    #[inline]
+    pub fn needs_compaction(&self) -> bool {
         let count = self.heap.len();
-        if count <= MIN_TIMERS_TO_COMPACT
-            || self.cancelled as f64 / count as f64 <= CANCELLED_FRACTION_TO_COMPACT
-        {
+        count > MIN_TIMERS_TO_COMPACT && self.cancelled > count / 2
+    }
+
+    /// Rebuilds the heap without its cancelled entries when
+    /// [`TimerHeap::needs_compaction`]. Removed items go to `dropped`, in
+    /// heap order. Returns whether it compacted.
+    #[inline]
+    pub fn compact_if_needed(&mut self, dropped: impl FnMut(T)) -> bool {
+        if !self.needs_compaction() {
             return false;
         }
+        self.compact(dropped);
+        true
+    }
+
+    #[cold]
+    fn compact(&mut self, mut dropped: impl FnMut(T)) {
         let entries = std::mem::take(&mut self.heap);
         // A new, right-sized vector: the old one (as large as the heap ever
         // was) is freed with the cancelled entries.
-        let mut live = Vec::with_capacity(count - self.cancelled.min(count));
-        for e in entries {
+        let mut live = Vec::with_capacity(entries.len() - self.cancelled.min(entries.len()));
+        for e in entries.iter().take(PREFETCH_AHEAD) {
+            e.item.prefetch();
+        }
+        let mut rest = entries.into_iter();
+        while let Some(e) = rest.next() {
+            if let Some(ahead) = rest.as_slice().get(PREFETCH_AHEAD - 1) {
+                ahead.item.prefetch();
+            }
             if e.item.is_cancelled() {
                 dropped(e.item);
             } else {
@@ -147,7 +182,6 @@ impl<T: Timer> TimerHeap<T> {
         self.heap = live;
         self.heapify();
         self.cancelled = 0;
-        true
     }
 
     /// Schedules `item` at `when`. A NaN deadline is due at once: asyncio's
@@ -292,8 +326,29 @@ impl<T: Timer> TimerHeap<T> {
 
     /// Swaps the entry at `pos` with its smallest child until it has none;
     /// returns where it ended.
+    ///
+    /// Every node above the last level but one has all four children: for
+    /// those, the smallest is picked as a tournament (two pairs, then their
+    /// winners: 3 comparisons, no loop, one bounds check per level, and
+    /// conditional moves where `before` is decided by the keys). Entries
+    /// never tie (the scheduling numbers differ), so the pairing order does
+    /// not matter. A node with fewer children is a last parent: its
+    /// children are leaves.
     fn sift_down_to_bottom(&mut self, mut pos: usize) -> usize {
-        while let Some(c) = self.min_child(pos) {
+        let len = self.heap.len();
+        loop {
+            let first = ARITY * pos + 1;
+            if first + ARITY > len {
+                break;
+            }
+            let kids = &self.heap[first..first + ARITY];
+            let a = usize::from(kids[1].before(&kids[0]));
+            let b = 2 + usize::from(kids[3].before(&kids[2]));
+            let best = if kids[b].before(&kids[a]) { b } else { a };
+            self.heap.swap(pos, first + best);
+            pos = first + best;
+        }
+        if let Some(c) = self.min_child(pos) {
             self.heap.swap(pos, c);
             pos = c;
         }
@@ -560,6 +615,91 @@ mod tests {
             .flat_map(|k| (0..200).filter(move |id| id % 3 == k))
             .collect();
         assert_eq!(due_ids(&mut h, 10.0), want);
+    }
+
+    #[test]
+    fn compaction_threshold_is_asyncios_ratio_exactly() {
+        for len in [50usize, 100, 101, 102, 199, 200, 201, 1001] {
+            for cancelled in 0..=len {
+                let mut h = TimerHeap::new();
+                for id in 0..len {
+                    h.push(id as f64, t(id as u32));
+                }
+                for _ in 0..cancelled {
+                    h.note_cancelled();
+                }
+                let asyncio = len > MIN_TIMERS_TO_COMPACT
+                    && cancelled as f64 / len as f64 > CANCELLED_FRACTION_TO_COMPACT;
+                assert_eq!(h.needs_compaction(), asyncio, "{cancelled}/{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn compaction_drops_exactly_the_cancelled_and_keeps_order() {
+        // Sizes around the prefetch distance and around full heap levels;
+        // equal deadlines among them, so order rests on the numbers too.
+        for len in (101..140).chain([341, 342, 1365, 1366, 5000]) {
+            let mut h = TimerHeap::new();
+            let mut all = vec![];
+            for id in 0..len {
+                let x = t(id);
+                all.push(x.clone());
+                h.push(f64::from((id * 7919) % 13), x);
+            }
+            let mut cancelled = 0;
+            for x in &all {
+                if x.id % 3 != 1 {
+                    x.cancelled.set(true);
+                    h.note_cancelled();
+                    cancelled += 1;
+                }
+            }
+            let mut dropped = vec![];
+            assert!(h.compact_if_needed(|x| dropped.push(x.id)));
+            dropped.sort_unstable();
+            let want_dropped: Vec<u32> = (0..len).filter(|id| id % 3 != 1).collect();
+            assert_eq!(dropped, want_dropped);
+            assert_eq!(h.len(), len as usize - cancelled);
+            assert_eq!(h.cancelled_count(), 0);
+            let mut want: Vec<(u32, u32)> = (0..len)
+                .filter(|id| id % 3 == 1)
+                .map(|id| ((id * 7919) % 13, id))
+                .collect();
+            want.sort_unstable();
+            let want: Vec<u32> = want.into_iter().map(|(_, id)| id).collect();
+            assert_eq!(due_ids(&mut h, 1e9), want, "len {len}");
+        }
+    }
+
+    #[test]
+    fn interleaved_pushes_and_pops_keep_when_then_scheduling_order() {
+        // Few distinct deadlines, so most comparisons tie on the key and are
+        // decided by the scheduling number, at every depth of the heap.
+        let mut h = TimerHeap::new();
+        let mut model: Vec<(u64, u32)> = vec![];
+        let mut s = 0x9e37_79b9_u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut id = 0u32;
+        for round in 0..200 {
+            for _ in 0..(next() % 300) {
+                let when = next() % 5 + round / 4;
+                h.push(when as f64, t(id));
+                model.push((when, id));
+                id += 1;
+            }
+            let end = (next() % 6 + round / 4) as f64;
+            model.sort_unstable();
+            let split = model.partition_point(|&(w, _)| (w as f64) < end);
+            let want: Vec<u32> = model.drain(..split).map(|(_, i)| i).collect();
+            assert_eq!(due_ids(&mut h, end), want, "round {round}");
+            assert_eq!(h.len(), model.len());
+        }
     }
 
     #[test]
