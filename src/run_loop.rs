@@ -50,6 +50,11 @@ pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         }
     };
     core.stopping.store(false, Ordering::Relaxed);
+    // Spawn requests made in the last iteration start without the loop.
+    let spawn = core.state(slf.py()).spawn.clone();
+    if let Some(spawn) = spawn.filter(|s| s.has_unsignalled()) {
+        spawn.tell();
+    }
     result
 }
 

@@ -14,7 +14,9 @@
 //! - requests: `put` only queues; the loop tells the spawner just before it
 //!   blocks in its poll, with the GIL released (`run_loop`), so the spawner
 //!   takes a free GIL. A loop too busy to block tells it at its second poll
-//!   after the request, so a request never waits for more than that.
+//!   after the request, a loop that stops tells it then, and a request made
+//!   while the loop is not running is told at once: no request waits for
+//!   the loop to run again.
 //! - results: `deliver` queues the loop callback without waking the loop;
 //!   the spawner wakes it once its batch is done, in `wait`, after
 //!   releasing the GIL.
@@ -76,6 +78,11 @@ impl Shared {
             self.unsignalled.store(AGED, Ordering::Relaxed);
             return;
         }
+        self.tell();
+    }
+
+    /// Wakes the spawner if it waits for queued jobs.
+    pub(crate) fn tell(&self) {
         let queue = lock(&self.queue);
         self.unsignalled.store(NONE, Ordering::Relaxed);
         let tell = queue.waiting && !queue.jobs.is_empty();
@@ -103,8 +110,9 @@ pub struct SpawnChannel {
 #[pymethods]
 impl SpawnChannel {
     /// Queues job (called on the loop thread); the spawner gets it at the
-    /// loop's next blocking poll, or its second poll.
-    fn put(&self, job: Py<PyAny>) {
+    /// loop's next blocking poll, or its second poll, or when the loop
+    /// stops; at once with `now` (the loop is not running).
+    fn put(&self, job: Py<PyAny>, now: bool) {
         let mut queue = lock(&self.shared.queue);
         if queue.closed {
             // close() came first: nobody will run it (Spawner never puts
@@ -121,6 +129,10 @@ impl SpawnChannel {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
+        }
+        drop(queue);
+        if now {
+            self.shared.tell();
         }
     }
 

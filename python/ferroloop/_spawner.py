@@ -80,7 +80,9 @@ class Spawner:
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._threads.append(thread)
                 self._thread = thread
-            self._jobs.put(job)
+            # The loop tells the thread as it next blocks in its poll (the
+            # GIL then free); a loop that is not running, at once.
+            self._jobs.put(job, not self._loop.is_running())
 
     def _serve(self):
         channel = self._jobs
