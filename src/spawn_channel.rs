@@ -23,8 +23,8 @@
 //!
 //! The spawner takes every queued request at once (one wake per burst).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use ferroloop_engine::Waker;
@@ -43,8 +43,34 @@ const FRESH: u8 = 1;
 /// Queued for a waiting spawner, one zero-timeout poll since.
 const AGED: u8 = 2;
 
+/// Counts the `fork()`s this process descends from (an at-fork hook bumps
+/// it in the child): a channel made before a fork finds a different count
+/// after it, and is left alone there, since its lock may have been held by
+/// the parent's spawner thread, which does not exist in the child.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn install_fork_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic (async-
+        // signal-safe, as a fork child handler must be); the other two
+        // handlers are absent. The return value only reports ENOMEM, after
+        // which stale channels would merely not be recognised (as before
+        // this check existed).
+        unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        }
+    });
+}
+
 /// What the loop (through `LoopState::spawn`) and the spawner share.
 pub(crate) struct Shared {
+    /// `FORKS` when made.
+    forks: u64,
     queue: Mutex<Queue>,
     cond: Condvar,
     /// A request waits for a spawner that was not told yet (read by the
@@ -83,6 +109,11 @@ impl Shared {
 
     /// Wakes the spawner if it waits for queued jobs.
     pub(crate) fn tell(&self) {
+        if self.forks != FORKS.load(Ordering::Relaxed) {
+            // The parent's channel (see FORKS): its requests are not ours.
+            self.unsignalled.store(NONE, Ordering::Relaxed);
+            return;
+        }
         let queue = lock(&self.queue);
         self.unsignalled.store(NONE, Ordering::Relaxed);
         let tell = queue.waiting && !queue.jobs.is_empty();
@@ -112,12 +143,11 @@ impl SpawnChannel {
     /// Queues job (called on the loop thread); the spawner gets it at the
     /// loop's next blocking poll, or its second poll, or when the loop
     /// stops; at once with `now` (the loop is not running).
-    fn put(&self, job: Py<PyAny>, now: bool) {
+    fn put(&self, job: Py<PyAny>, now: bool) -> PyResult<()> {
         let mut queue = lock(&self.shared.queue);
         if queue.closed {
-            // close() came first: nobody will run it (Spawner never puts
-            // after close; kept harmless anyway).
-            return;
+            // The loop was closed: no thread will run it.
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
         }
         queue.jobs.push(job);
         if queue.waiting {
@@ -134,6 +164,7 @@ impl SpawnChannel {
         if now {
             self.shared.tell();
         }
+        Ok(())
     }
 
     /// In the spawner: wakes the loop if a delivery is waiting, then blocks
@@ -194,7 +225,9 @@ pub(crate) fn _spawn_channel(core: &Bound<'_, LoopCore>) -> PyResult<SpawnChanne
     let Some(waker) = st.waker.clone() else {
         return Err(PyRuntimeError::new_err("Event loop is closed"));
     };
+    install_fork_hook();
     let shared = Arc::new(Shared {
+        forks: FORKS.load(Ordering::Relaxed),
         queue: Mutex::new(Queue {
             jobs: Vec::new(),
             waiting: false,

@@ -232,3 +232,13 @@ def test_a_start_requested_as_the_loop_stops_is_not_held(ferro, monkeypatch):
     proc = ferro.run_until_complete(asyncio.wait_for(task, SAFETY_TIMEOUT))
     assert run(ferro, proc.wait()) == 0
     assert_reaped([proc.pid])
+
+
+def test_a_start_on_a_closed_loop_raises():
+    loop = ferroloop.new_event_loop()
+    spawner = loop._spawner()
+    loop.close()
+    with pytest.raises(RuntimeError, match='Event loop is closed'):
+        spawner.submit(lambda: None)
+    spawner.close()
+    assert spawner_threads() == []
