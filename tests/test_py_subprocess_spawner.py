@@ -172,9 +172,23 @@ def test_a_failing_start_in_a_burst_leaves_the_others_started(ferro):
     assert_reaped([pid for pid, _ in started])
 
 
-def test_a_loop_that_never_blocks_still_starts_its_children(ferro):
+def warm_waiting_thread(loop, monkeypatch):
+    """Leaves the loop's spawner thread waiting for work, for longer than
+    a test may take: only the loop telling it of a start wakes it."""
+    monkeypatch.setattr(_spawner, 'IDLE_S', 4 * SAFETY_TIMEOUT)
+
+    async def first():
+        proc = await asyncio.create_subprocess_exec(*python_child('pass'))
+        return await proc.wait()
+
+    assert run(loop, first()) == 0
+
+
+def test_a_loop_that_never_blocks_still_starts_its_children(ferro,
+                                                            monkeypatch):
     # The thread is told of a start as the loop blocks in its poll; a loop
     # kept busy by callbacks tells it a poll later instead.
+    warm_waiting_thread(ferro, monkeypatch)
     spins = 0
 
     async def main():
@@ -212,15 +226,7 @@ def test_a_start_requested_as_the_loop_stops_is_not_held(ferro, monkeypatch):
         finally:
             started.set()
 
-    # A thread already waiting for work (as after a first child), which
-    # only a tell wakes.
-    monkeypatch.setattr(_spawner, 'IDLE_S', SAFETY_TIMEOUT)
-
-    async def first():
-        proc = await asyncio.create_subprocess_exec(*python_child('pass'))
-        return await proc.wait()
-
-    assert run(ferro, first()) == 0
+    warm_waiting_thread(ferro, monkeypatch)
     monkeypatch.setattr(_subprocess, '_popen', watched_popen)
     task = ferro.create_task(asyncio.create_subprocess_exec(
         *python_child('pass')))
