@@ -27,6 +27,7 @@ mod sock_calls;
 mod sock_dgram;
 mod sock_waiter;
 mod sockaddr;
+mod spawn_channel;
 mod state;
 mod stream_delivery;
 mod timer_heap;
@@ -62,6 +63,9 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_dgram::sock_wait_sendto, m)?)?;
     m.add_class::<tls_protocol::TlsProtocolCore>()?;
     m.add_function(wrap_pyfunction!(tls_protocol::tls_app_write, m)?)?;
+    m.add_class::<spawn_channel::SpawnChannel>()?;
+    m.add_function(wrap_pyfunction!(spawn_channel::_spawn_channel, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_channel::_deliver_spawned, m)?)?;
     m.add_function(wrap_pyfunction!(virtual_time::_virtual_enable, m)?)?;
     m.add_function(wrap_pyfunction!(virtual_time::_virtual_state, m)?)?;
     m.add_function(wrap_pyfunction!(virtual_time::_virtual_set, m)?)?;

@@ -63,7 +63,7 @@ impl LoopCore {
     }
 
     /// Makes the current (or next) poll return; a no-op once closed.
-    fn wake(&self, py: Python<'_>) {
+    pub(crate) fn wake(&self, py: Python<'_>) {
         if let Some(waker) = &self.state(py).waker {
             waker.wake();
         }
@@ -253,6 +253,19 @@ impl LoopCore {
         args: CallArgs,
         context: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, Handle>> {
+        let handle = self.call_soon_threadsafe_quiet(py, callback, args, context)?;
+        self.wake(py);
+        Ok(handle)
+    }
+
+    /// `call_soon_threadsafe` without the wake (the caller wakes the loop).
+    pub(crate) fn call_soon_threadsafe_quiet<'py>(
+        &self,
+        py: Python<'py>,
+        callback: &Bound<'py, PyAny>,
+        args: CallArgs,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
         self.ensure_open()?;
         let thread_safe = crate::handles::thread_safe_view(py)?.is_some();
         if !self.is_debug() {
@@ -264,9 +277,7 @@ impl LoopCore {
         if thread_safe {
             handle.mark_thread_safe();
         }
-        let handle = self.push_ready(py, handle)?;
-        self.wake(py);
-        Ok(handle)
+        self.push_ready(py, handle)
     }
 
     fn schedule_at<'py>(

@@ -50,6 +50,11 @@ pub(crate) fn run_until_stopped(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         }
     };
     core.stopping.store(false, Ordering::Relaxed);
+    // Spawn requests made in the last iteration start without the loop.
+    let spawn = core.state(slf.py()).spawn.clone();
+    if let Some(spawn) = spawn.filter(|s| s.has_unsignalled()) {
+        spawn.tell();
+    }
     result
 }
 
@@ -67,7 +72,7 @@ fn run_once(
     // nothing, or that nothing can ever happen.
     let mut jump_to: Option<f64> = None;
     let mut deadlock = false;
-    let (timeout_ms, poller) = {
+    let (timeout_ms, poller, spawn) = {
         let st = core.state(py);
         let mut timers = st.timers.borrow_mut(py);
         if !timers.is_empty() {
@@ -104,7 +109,10 @@ fn run_once(
         };
         // A zero-timeout poll with no fd watched could only report the waker.
         let poller = (timeout_ms != 0 || st.has_fd_watchers()).then(|| poller.clone());
-        (timeout_ms, poller)
+        // Requests for the spawner thread, told at this poll (see
+        // spawn_channel): one load per iteration when none waits.
+        let spawn = st.spawn.as_ref().filter(|s| s.has_unsignalled()).cloned();
+        (timeout_ms, poller, spawn)
     };
     clear(py, garbage);
     if deadlock {
@@ -112,6 +120,10 @@ fn run_once(
     }
 
     // 2b: poll (the GIL is released only for a poll that may block).
+    let blocking = poller.is_some() && timeout_ms != 0;
+    if let Some(spawn) = spawn.as_ref().filter(|_| !blocking) {
+        spawn.before_poll(false);
+    }
     let polled = match &poller {
         None => {
             events.clear();
@@ -119,7 +131,13 @@ fn run_once(
         }
         Some(poller) if timeout_ms == 0 => poller.wait(events, 0),
         Some(poller) => {
-            let polled = py.detach(|| poller.wait(events, timeout_ms));
+            let polled = py.detach(|| {
+                if let Some(spawn) = &spawn {
+                    // The spawner finds the GIL free.
+                    spawn.before_poll(true);
+                }
+                poller.wait(events, timeout_ms)
+            });
             if matches!(polled, Ok(0)) {
                 // Waited the whole timeout with nothing to do: quiet.
                 crate::handle_alloc::trim(py);

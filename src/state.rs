@@ -16,6 +16,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::handles::Handle;
 use crate::queued_call::QueuedCall;
 use crate::sock_waiter::SockWaiter;
+use crate::spawn_channel::Shared as SpawnShared;
 use crate::timer_heap::{new_timers, Timers};
 
 /// What the ready queue and the fd watcher maps hold: a Python callback, or
@@ -97,7 +98,10 @@ pub(crate) struct LoopState {
     /// None once the loop is closed.
     pub(crate) poller: Option<Arc<Poller>>,
     /// The self-pipe (cross-thread wakes and signals); closed with the loop.
-    pub(crate) waker: Option<Waker>,
+    pub(crate) waker: Option<Arc<Waker>>,
+    /// The spawner thread's channel, once a child was started: told before
+    /// each poll that requests wait (see `spawn_channel`).
+    pub(crate) spawn: Option<Arc<SpawnShared>>,
 }
 
 impl LoopState {
@@ -112,7 +116,8 @@ impl LoopState {
             orphans: Vec::new(),
             orphan_objs: Vec::new(),
             poller: Some(poller),
-            waker: Some(waker),
+            waker: Some(Arc::new(waker)),
+            spawn: None,
         }
     }
 

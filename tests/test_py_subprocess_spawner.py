@@ -96,8 +96,9 @@ def test_popen_error_and_its_type_come_through(ferro):
 
 
 @pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
-def test_forked_process_gets_a_thread_of_its_own():
-    spawner = _spawner.Spawner()
+def test_forked_process_gets_a_thread_of_its_own(ferro):
+    # Jobs submitted while the loop is not running start at once.
+    spawner = _spawner.Spawner(ferro)
     done = threading.Event()
     spawner.submit(done.set)
     assert done.wait(SAFETY_TIMEOUT)
@@ -148,3 +149,102 @@ def test_close_while_a_child_starts_kills_and_reaps_it():
     assert spawner_threads() == []
     assert child_pids() == []
     task._log_destroy_pending = False  # never to run: the loop is closed
+
+
+def test_a_failing_start_in_a_burst_leaves_the_others_started(ferro):
+    # The thread takes a burst's queued starts together: the one whose
+    # Popen raises gets the stock exception, every other child starts.
+    async def one(i):
+        if i == 10:
+            with pytest.raises(FileNotFoundError):
+                await asyncio.create_subprocess_exec('/nonexistent/program')
+            return None
+        proc = await asyncio.create_subprocess_exec(*python_child('pass'))
+        return proc.pid, await proc.wait()
+
+    async def main():
+        return await asyncio.gather(*(one(i) for i in range(20)))
+
+    results = run(ferro, main())
+    assert results[10] is None
+    started = [r for i, r in enumerate(results) if i != 10]
+    assert [rc for _, rc in started] == [0] * 19
+    assert_reaped([pid for pid, _ in started])
+
+
+def warm_waiting_thread(loop, monkeypatch):
+    """Leaves the loop's spawner thread waiting for work, for longer than
+    a test may take: only the loop telling it of a start wakes it."""
+    monkeypatch.setattr(_spawner, 'IDLE_S', 4 * SAFETY_TIMEOUT)
+
+    async def first():
+        proc = await asyncio.create_subprocess_exec(*python_child('pass'))
+        return await proc.wait()
+
+    assert run(loop, first()) == 0
+
+
+def test_a_loop_that_never_blocks_still_starts_its_children(ferro,
+                                                            monkeypatch):
+    # The thread is told of a start as the loop blocks in its poll; a loop
+    # kept busy by callbacks tells it a poll later instead.
+    warm_waiting_thread(ferro, monkeypatch)
+    spins = 0
+
+    async def main():
+        busy = True
+
+        def spin():
+            nonlocal spins
+            spins += 1
+            if busy:
+                ferro.call_soon(spin)
+
+        ferro.call_soon(spin)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *python_child('pass'))
+            return await proc.wait()
+        finally:
+            busy = False
+
+    assert run(ferro, main()) == 0
+    assert spins > 0
+
+
+def test_a_start_requested_as_the_loop_stops_is_not_held(ferro, monkeypatch):
+    # Requested in the loop's last iteration: the thread is told as the
+    # loop stops, so the child starts while the loop is not running, as it
+    # would have on the stock loop.
+    from ferroloop import _subprocess
+    popen = _subprocess._popen
+    started = threading.Event()
+
+    def watched_popen(*args):
+        try:
+            return popen(*args)
+        finally:
+            started.set()
+
+    warm_waiting_thread(ferro, monkeypatch)
+    monkeypatch.setattr(_subprocess, '_popen', watched_popen)
+    task = ferro.create_task(asyncio.create_subprocess_exec(
+        *python_child('pass')))
+    ferro.call_soon(ferro.stop)
+    ferro.run_forever()
+    assert started.wait(SAFETY_TIMEOUT)
+    assert not ferro.is_running()
+    # The loop gets the child when it runs again.
+    proc = ferro.run_until_complete(asyncio.wait_for(task, SAFETY_TIMEOUT))
+    assert run(ferro, proc.wait()) == 0
+    assert_reaped([proc.pid])
+
+
+def test_a_start_on_a_closed_loop_raises():
+    loop = ferroloop.new_event_loop()
+    spawner = loop._spawner()
+    loop.close()
+    with pytest.raises(RuntimeError, match='Event loop is closed'):
+        spawner.submit(lambda: None)
+    spawner.close()
+    assert spawner_threads() == []

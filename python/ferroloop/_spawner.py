@@ -12,13 +12,20 @@ the stock loop, which starts its children in the loop thread.
   finishes first (its child is then killed and reaped, as the loop it was
   for is closed).
 - os.fork(): the thread does not survive in the child process, whose first
-  start makes a thread of its own, with a new lock and queue (the parent's
-  lock may have been held at the fork).
+  start makes a thread of its own, with a new lock and channel (the
+  parent's lock may have been held at the fork).
+
+Jobs travel through a native channel (_ferroloop.SpawnChannel, see
+src/spawn_channel.rs) that times both GIL hand-offs for when the other
+thread does not want the GIL: the loop tells the thread of new jobs as it
+blocks in its poll, and the thread wakes the loop once a batch is done,
+having released the GIL.  The thread takes every queued job at once.
 """
 
 import os
-import queue
 import threading
+
+from ._ferroloop import _spawn_channel
 
 # How long the thread waits for the next child before it exits.
 IDLE_S = 0.1
@@ -39,15 +46,19 @@ if hasattr(os, 'register_at_fork'):
 
 
 class Spawner:
-    """Runs jobs, one at a time and in order, in a thread of its own."""
+    """Runs a loop's jobs, one at a time and in order, in a thread of its
+    own."""
 
-    def __init__(self):
+    def __init__(self, loop):
+        self._loop = loop
         self._reset()
 
-    def _reset(self):
+    def _reset(self, channel=True):
         self._forks = _forks
         self._lock = threading.Lock()
-        self._jobs = queue.SimpleQueue()
+        # The loop's current channel (a new one replaces the parent's after
+        # a fork); none is made for a closed loop.
+        self._jobs = _spawn_channel(self._loop) if channel else None
         # The thread taking jobs, if any (guarded by _lock)
         self._thread = None
         # Every thread started and not joined yet (an idle thread that has
@@ -69,34 +80,37 @@ class Spawner:
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._threads.append(thread)
                 self._thread = thread
-            self._jobs.put(job)
+            # The loop tells the thread as it next blocks in its poll (the
+            # GIL then free); a loop that is not running, at once.
+            self._jobs.put(job, not self._loop.is_running())
 
     def _serve(self):
-        jobs = self._jobs
+        channel = self._jobs
         while True:
-            try:
-                job = jobs.get(timeout=IDLE_S)
-            except queue.Empty:
+            # Wakes the loop for the last batch's deliveries first.
+            jobs = channel.wait(IDLE_S)
+            if jobs is None:
+                return  # closed
+            if not jobs:
                 with self._lock:
-                    if not jobs.empty():
+                    if channel.pending():
                         continue  # submitted as the wait ran out
                     if self._thread is threading.current_thread():
                         self._thread = None
                     return
-            if job is None:
-                return
-            job()
-            job = None  # not kept alive until the next one
+            for job in jobs:
+                job()
+            jobs = job = None  # not kept alive until the next batch
 
     def close(self):
         """Stop the thread after the jobs already submitted; join it."""
         if self._forks != _forks:
-            self._reset()  # the parent's thread; none runs here
+            self._reset(channel=False)  # the parent's thread; none runs here
             return
         with self._lock:
-            if self._thread is not None:
-                self._thread = None
-                self._jobs.put(None)
+            self._thread = None
+            # The thread runs what is queued, then returns.
+            self._jobs.close()
             threads, self._threads = self._threads, []
         current = threading.current_thread()
         for thread in threads:

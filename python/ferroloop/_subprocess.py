@@ -39,6 +39,7 @@ from asyncio import unix_events
 from asyncio.log import logger
 
 from ._child_watcher import ChildExitWatcher
+from ._ferroloop import _deliver_spawned
 from ._spawner import Spawner
 
 
@@ -100,8 +101,10 @@ class _ChildStart:
         proc, exc = _popen(self._popen_args, self._popen_kwargs)
         self._popen_args = self._popen_kwargs = None
         try:
-            self._loop.call_soon_threadsafe(self._deliver, proc, exc,
-                                            context=self._context)
+            # call_soon_threadsafe, with the loop woken once the spawner's
+            # batch is done and the GIL released (see _spawner).
+            _deliver_spawned(self._loop, self._deliver, proc, exc,
+                             context=self._context)
         except RuntimeError:
             # The loop closed meanwhile: nobody will wait for this child.
             if proc is not None:
@@ -340,7 +343,7 @@ class SubprocessMixin:
 
     def _spawner(self):
         if self._child_spawner is None:
-            self._child_spawner = Spawner()
+            self._child_spawner = Spawner(self)
         return self._child_spawner
 
     def _child_exits(self):
