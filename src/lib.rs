@@ -29,6 +29,7 @@ mod sock_waiter;
 mod sockaddr;
 mod state;
 mod stream_delivery;
+mod stream_direct;
 mod timer_heap;
 mod tls_protocol;
 mod tls_read;
