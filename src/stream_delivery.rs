@@ -26,7 +26,8 @@
 //! ```
 //!
 //! (the same in CPython 3.11 through 3.15), except that the bytes go from the
-//! read buffer straight into `_buffer`. Anything that is not the simple,
+//! read buffer straight into `_buffer` (or, after a large read, from the
+//! kernel straight into it: `stream_direct`). Anything that is not the simple,
 //! stock state makes `probe` answer None and the transport calls
 //! `protocol.data_received(bytes)` as before: a subclass of either class, a
 //! `data_received` / `feed_data` / `_wakeup_waiter` replaced on the class or
