@@ -30,6 +30,7 @@ mod sockaddr;
 mod spawn_channel;
 mod state;
 mod stream_delivery;
+mod stream_direct;
 mod timer_heap;
 mod tls_protocol;
 mod tls_read;

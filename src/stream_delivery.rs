@@ -26,7 +26,8 @@
 //! ```
 //!
 //! (the same in CPython 3.11 through 3.15), except that the bytes go from the
-//! read buffer straight into `_buffer`. Anything that is not the simple,
+//! read buffer straight into `_buffer` (or, after a large read, from the
+//! kernel straight into it: `stream_direct`). Anything that is not the simple,
 //! stock state makes `probe` answer None and the transport calls
 //! `protocol.data_received(bytes)` as before: a subclass of either class, a
 //! `data_received` / `feed_data` / `_wakeup_waiter` replaced on the class or
@@ -48,6 +49,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyInt, PyString, PyWeakrefReference};
 
 use crate::read_reserve;
 use crate::sock_calls::{with_read_buffer, SHARED_READ_MAX};
+use crate::stream_direct;
 
 extern "C" {
     // The bound-method type and its accessor (public C API since Python 3.0;
@@ -160,8 +162,9 @@ pub(crate) enum StreamTarget<'py> {
 pub(crate) enum Received<'py> {
     /// For `protocol.data_received(bytes)` (empty: end of stream).
     Bytes(Bound<'py, PyBytes>),
-    /// Appended to the reader's buffer (or discarded): `finish` follows.
-    Streamed(StreamTarget<'py>),
+    /// This many bytes appended to the reader's buffer (or discarded):
+    /// `finish` follows.
+    Streamed(StreamTarget<'py>, usize),
     /// End of stream.
     Eof,
 }
@@ -171,18 +174,29 @@ pub(crate) enum Received<'py> {
 /// buffer refuses to grow (a live export of it, or no memory), the bytes
 /// come back as a `bytes` for the ordinary `data_received` call, which then
 /// raises that error from Python as the stock loop would.
+/// `ask_queued`: the previous read was large, so first try receiving straight
+/// into the reader's buffer (`stream_direct`).
 pub(crate) fn recv_into_stream<'py>(
     fd: RawFd,
     target: StreamTarget<'py>,
     max: usize,
+    ask_queued: bool,
 ) -> std::io::Result<Received<'py>> {
+    let target = if ask_queued {
+        match stream_direct::recv_direct(fd, target, max) {
+            Ok(received) => return received,
+            Err(target) => target,
+        }
+    } else {
+        target
+    };
     with_read_buffer(|buf| {
         let got = sockio::recv(fd, &mut buf[..max.min(SHARED_READ_MAX)])?;
         if got == 0 {
             return Ok(Received::Eof);
         }
         Ok(match target.append(&buf[..got]) {
-            Ok(()) => Received::Streamed(target),
+            Ok(()) => Received::Streamed(target, got),
             Err(bytes) => Received::Bytes(bytes),
         })
     })
@@ -246,7 +260,7 @@ impl<'py> StreamTarget<'py> {
     /// not what the bytearray holds.
     /// Runs no Python code, so it may be called with the shared read buffer
     /// borrowed.
-    fn append(&self, data: &[u8]) -> Result<(), Bound<'py, PyBytes>> {
+    pub(crate) fn append(&self, data: &[u8]) -> Result<(), Bound<'py, PyBytes>> {
         let StreamTarget::Reader { buffer, .. } = self else {
             return Ok(());
         };

@@ -27,6 +27,20 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
 }
 
+/// `ioctl(fd, FIONREAD)`: how many bytes a stream socket holds ready to be
+/// received (what one `recv` of that size returns when nothing else reads
+/// the socket meanwhile).
+pub fn queued(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points to
+    // a live local; the kernel validates `fd`.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// `recv(fd, ptr, len, 0)` into memory that may be uninitialised.
 ///
 /// # Safety

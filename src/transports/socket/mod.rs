@@ -65,6 +65,10 @@ struct TransportState {
     /// write_eof() was called.
     eof: bool,
     protocol_paused: bool,
+    /// The last read into a stock stream reader was large: the next one asks
+    /// the kernel how much is queued and receives into the reader's buffer
+    /// (`src/stream_direct.rs`).
+    large_stream_reads: bool,
     limits: WriteLimits,
     /// What few connections have, allocated when one is set.
     rare: Option<Box<Rare>>,

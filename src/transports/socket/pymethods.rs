@@ -74,6 +74,7 @@ impl SocketTransport {
             paused: false,
             eof: false,
             protocol_paused: false,
+            large_stream_reads: false,
             limits: WriteLimits::default(py),
             rare: context.filter(|c| !c.is_none()).map(|c| {
                 Box::new(Rare {

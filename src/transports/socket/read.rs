@@ -13,6 +13,7 @@ use crate::fd_watchers::Side;
 use crate::pyhelpers::{asyncio_logger, is_exit};
 use crate::sock_calls::{os_error, recv_bytes_copied};
 use crate::stream_delivery::{self, Received};
+use crate::stream_direct;
 use crate::tls_protocol::TlsProtocolCore;
 use crate::tls_read::{self, TlsReceived};
 use crate::writable_buffer::recv_into_object;
@@ -172,14 +173,25 @@ impl SocketTransport {
         protocol: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = slf.py();
+        let this = slf.get();
         let received = match stream_delivery::probe(protocol) {
-            Some(target) => stream_delivery::recv_into_stream(slf.get().fd, target, MAX_READ),
-            None => recv_bytes_copied(py, slf.get().fd, MAX_READ).map(Received::Bytes),
+            Some(target) => {
+                let ask_queued = this.st(py).large_stream_reads;
+                let received =
+                    stream_delivery::recv_into_stream(this.fd, target, MAX_READ, ask_queued);
+                let large = matches!(&received,
+                    Ok(Received::Streamed(_, n)) if *n >= stream_direct::ASK_QUEUED_AFTER);
+                if large != ask_queued {
+                    this.st(py).large_stream_reads = large;
+                }
+                received
+            }
+            None => recv_bytes_copied(py, this.fd, MAX_READ).map(Received::Bytes),
         };
         let data = match received {
             Ok(Received::Bytes(data)) => data,
             Ok(Received::Eof) => return Self::on_eof(slf),
-            Ok(Received::Streamed(target)) => {
+            Ok(Received::Streamed(target, _)) => {
                 return match target.finish() {
                     Err(err) if is_exit(py, &err) => Err(err),
                     Err(err) => Self::fatal_error(
