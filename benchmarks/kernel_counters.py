@@ -36,7 +36,7 @@ import net
 
 SYSCALLS = ("recvfrom", "read", "sendto", "write", "writev", "sendmsg", "recvmsg",
             "epoll_wait", "epoll_pwait", "epoll_ctl", "brk", "mmap", "munmap",
-            "mremap", "madvise")
+            "mremap", "madvise", "ioctl")
 
 
 def parse_args(argv):

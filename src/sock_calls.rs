@@ -193,7 +193,7 @@ pub(crate) fn recv_bytes<'py>(
 }
 
 /// Shrinks a `bytes` we just created (and nobody else references) to `len`.
-fn shrink<'py>(
+pub(crate) fn shrink<'py>(
     py: Python<'py>,
     bytes: Bound<'py, PyBytes>,
     len: usize,

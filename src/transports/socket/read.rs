@@ -11,7 +11,8 @@ use pyo3::types::PyTuple;
 use super::{SocketTransport, MAX_READ};
 use crate::fd_watchers::Side;
 use crate::pyhelpers::{asyncio_logger, is_exit};
-use crate::sock_calls::{os_error, recv_bytes_copied};
+use crate::read_into_bytes;
+use crate::sock_calls::os_error;
 use crate::stream_delivery::{self, Received};
 use crate::tls_protocol::TlsProtocolCore;
 use crate::tls_read::{self, TlsReceived};
@@ -174,7 +175,8 @@ impl SocketTransport {
         let py = slf.py();
         let received = match stream_delivery::probe(protocol) {
             Some(target) => stream_delivery::recv_into_stream(slf.get().fd, target, MAX_READ),
-            None => recv_bytes_copied(py, slf.get().fd, MAX_READ).map(Received::Bytes),
+            None => read_into_bytes::recv_bytes(py, slf.get().fd, MAX_READ, &slf.get().large_reads)
+                .map(Received::Bytes),
         };
         let data = match received {
             Ok(Received::Bytes(data)) => data,
