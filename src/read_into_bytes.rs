@@ -46,7 +46,11 @@ impl LargeReads {
     /// Records the size of a read (unless `FIONREAD` is unsupported).
     fn record(&self, got: usize) {
         if self.get() != NO_FIONREAD {
-            let state = if got >= LARGE_READ { LAST_LARGE } else { LAST_SMALL };
+            let state = if got >= LARGE_READ {
+                LAST_LARGE
+            } else {
+                LAST_SMALL
+            };
             self.0.store(state, Ordering::Relaxed);
         }
     }
