@@ -11,7 +11,12 @@
 //! cheap system call) and receives them into a fresh `bytes` of exactly
 //! that size. The data, its chunking and the read's errors are the same;
 //! only where the kernel writes changes.
+//!
+//! `loop.sock_recv(sock, n)` with `n` past the probe size does the same for
+//! stream sockets, remembering by fd whether the last such read was large
+//! (its usual path copies a 16 KiB probe read and calls recv again).
 
+use std::cell::RefCell;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -135,4 +140,57 @@ pub(crate) fn recv_bytes<'py>(
     let bytes = recv_bytes_copied(py, fd, max)?;
     large.record(bytes.as_bytes().len());
     Ok(bytes)
+}
+
+/// `sock_recv` hints are kept for fds below this (others read as usual).
+const MAX_HINTED_FD: usize = 1 << 16;
+
+thread_local! {
+    /// By fd: the last `sock_recv` past the probe size on it was large. A
+    /// stale entry (the fd closed and reused) costs one `FIONREAD`; only
+    /// stream sockets consult it, where a read of fewer bytes than are
+    /// queued loses nothing.
+    static SOCK_LARGE: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+}
+
+fn sock_hint(fd: RawFd) -> bool {
+    let Ok(index) = usize::try_from(fd) else {
+        return false;
+    };
+    SOCK_LARGE.with(|hints| hints.borrow().get(index).copied().unwrap_or(false))
+}
+
+/// Records the size of a `sock_recv` on `fd` (nothing is stored for small
+/// reads on fds never seen large).
+pub(crate) fn sock_record(fd: RawFd, got: usize) {
+    let Ok(index) = usize::try_from(fd) else {
+        return;
+    };
+    let large = got >= LARGE_READ;
+    SOCK_LARGE.with(|hints| {
+        let mut hints = hints.borrow_mut();
+        if index < hints.len() {
+            hints[index] = large;
+        } else if large && index < MAX_HINTED_FD {
+            hints.resize(index + 1, false);
+            hints[index] = true;
+        }
+    });
+}
+
+/// `sock.recv(max)` on a stream socket's `fd` straight into a `bytes` of
+/// the queued size, when its last such read was large; None: read as usual.
+pub(crate) fn sock_recv_large(
+    py: Python<'_>,
+    fd: RawFd,
+    max: usize,
+) -> Option<std::io::Result<Bound<'_, PyBytes>>> {
+    if !sock_hint(fd) {
+        return None;
+    }
+    let n = match queued(fd) {
+        Some(n) if n > 0 => n,
+        _ => return None,
+    };
+    recv_fresh(py, fd, n.min(max))
 }

@@ -242,3 +242,60 @@ def test_buffered_protocol_is_unaffected():
         ('updated', LARGE), ('updated', LARGE), ('updated', 1024), ('eof',),
         ('lost', None)]
     assert content and errors == []
+
+
+# -- loop.sock_recv -------------------------------------------------------------
+
+
+def test_sock_recv_large_and_small_reads():
+    """sock_recv(n) past the probe size: after a large read the queued bytes
+    go straight into a `bytes`; results are what `sock.recv(n)` gives."""
+    sizes = [LARGE, LARGE, 1024, 40 * 1024, 10, 70 * 1024, 65536, 5]
+
+    async def scenario(a, b, errors):
+        loop = asyncio.get_running_loop()
+        got = []
+        for salt, size in enumerate(sizes):
+            payload = message(size, salt)
+            b.sendall(payload)
+            received = bytearray()
+            while len(received) < size:
+                data = await loop.sock_recv(a, 65536)
+                got.append((type(data).__name__, len(data)))
+                received += data
+            assert received == payload
+        b.shutdown(socket.SHUT_WR)
+        got.append(await loop.sock_recv(a, 65536))
+        a.close()
+        return got, describe(errors)
+
+    got, errors = run_on_both(scenario)
+    assert got[:3] == [('bytes', 65536), ('bytes', LARGE - 65536), ('bytes', 65536)]
+    assert got[-1] == b'' and errors == []
+
+
+def test_sock_recv_datagrams_after_large_stream_reads_on_the_same_fd():
+    """A stream socket's fd, reused by a datagram socket, still receives
+    whole datagrams (the fd's hint is for stream sockets only), and
+    datagrams past the 16 KiB probe size come whole (one recv of n, as
+    `sock.recv(n)`; the probe used to cut them and read on into the next)."""
+    async def scenario(a, b, errors):
+        loop = asyncio.get_running_loop()
+        b.sendall(message(LARGE, 1))
+        first = await loop.sock_recv(a, 200 * 1024)
+        fd = a.fileno()
+        a.close()
+        c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            c.setblocking(False)
+            datagrams = [message(40 * 1024, 2), message(100, 3), message(50 * 1024, 4)]
+            for datagram in datagrams:
+                d.send(datagram)
+            got = [await loop.sock_recv(c, 65536) for _ in datagrams]
+            return (len(first), c.fileno() == fd or 'fd not reused',
+                    got == datagrams, describe(errors))
+        finally:
+            c.close()
+            d.close()
+
+    assert run_on_both(scenario) == (LARGE, True, True, [])
