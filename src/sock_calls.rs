@@ -146,8 +146,8 @@ extern "C" {
 ///
 /// A read past the probe size on a datagram (or any non-stream) socket is
 /// one `recv` of `max`, as `sock.recv` does: a probe would cut the datagram
-/// short. On a stream socket whose last such read was large, the queued
-/// bytes go straight into a `bytes` of their size (`read_into_bytes`);
+/// short. On a stream socket whose last such read was large, the read goes
+/// straight into a `bytes` of `max` bytes, shrunk after (`read_into_bytes`);
 /// otherwise the probe reads first (`recv_bytes_probed`).
 pub(crate) fn recv_bytes<'py>(
     sock: &Bound<'py, PyAny>,
@@ -163,7 +163,11 @@ pub(crate) fn recv_bytes<'py>(
     if !is_stream_socket(sock).unwrap_or(false) {
         return recv_bytes_once(py, fd, max);
     }
-    let received = match read_into_bytes::sock_recv_large(py, fd, max) {
+    // Past DIRECT_READ_MAX a fresh `bytes` of `max` would come from mmap.
+    let direct = (max <= DIRECT_READ_MAX)
+        .then(|| read_into_bytes::sock_recv_large(py, fd, max))
+        .flatten();
+    let received = match direct {
         Some(received) => received,
         None => recv_bytes_probed(py, fd, max),
     };
