@@ -21,6 +21,7 @@ mod nodelay;
 mod pyhelpers;
 mod queued_call;
 mod read_buffer;
+mod read_into_bytes;
 mod read_reserve;
 mod run_loop;
 mod sock_calls;

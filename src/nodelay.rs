@@ -44,6 +44,18 @@ fn members(py: Python<'_>) -> PyResult<&SocketMembers> {
     })
 }
 
+/// Whether a plain `socket.socket` is a stream socket (`_socket.socket`'s
+/// `type` member, without the `SocketKind` enum conversion).
+pub(crate) fn is_stream_socket(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = sock.py();
+    let kind: i32 = members(py)?
+        .kind
+        .bind(py)
+        .call_method1(intern!(py, "__get__"), (sock,))?
+        .extract()?;
+    Ok(kind == libc::SOCK_STREAM)
+}
+
 /// Sets TCP_NODELAY on `sock` (whose fd is `fd`) when it is a TCP socket,
 /// as `_set_nodelay(sock)` does.
 pub(crate) fn set_nodelay(sock: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {

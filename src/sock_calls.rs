@@ -17,6 +17,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 
+use crate::nodelay::is_stream_socket;
+use crate::read_into_bytes;
 use crate::writable_buffer::recv_into_object;
 
 static SOCKET_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -86,7 +88,7 @@ pub(crate) fn recv_nowait<'py>(
     if n < 0 {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     }
-    match recv_bytes(py, fd, n as usize) {
+    match recv_bytes(sock, fd, n as usize) {
         Ok(data) => Ok(Some(data)),
         Err(e) if sockio::would_block(&e) => Ok(None),
         Err(e) => Err(os_error(e)),
@@ -139,6 +141,53 @@ extern "C" {
     ) -> std::os::raw::c_int;
 }
 
+/// `sock.recv(max)` on the plain socket `sock` (fd `fd`), as a `bytes`
+/// (`Ok` and empty: end of stream).
+///
+/// A read past the probe size on a datagram (or any non-stream) socket is
+/// one `recv` of `max`, as `sock.recv` does: a probe would cut the datagram
+/// short. On a stream socket whose last such read was large, the read goes
+/// straight into a `bytes` of `max` bytes, shrunk after (`read_into_bytes`);
+/// otherwise the probe reads first (`recv_bytes_probed`).
+pub(crate) fn recv_bytes<'py>(
+    sock: &Bound<'py, PyAny>,
+    fd: i32,
+    max: usize,
+) -> std::io::Result<Bound<'py, PyBytes>> {
+    let py = sock.py();
+    if max <= PROBE_READ {
+        return recv_bytes_probed(py, fd, max);
+    }
+    // An error reading the member (none is known) takes the one-recv path,
+    // right for every socket type.
+    if !is_stream_socket(sock).unwrap_or(false) {
+        return recv_bytes_once(py, fd, max);
+    }
+    // Past DIRECT_READ_MAX a fresh `bytes` of `max` would come from mmap.
+    let direct = (max <= DIRECT_READ_MAX)
+        .then(|| read_into_bytes::sock_recv_large(py, fd, max))
+        .flatten();
+    let received = match direct {
+        Some(received) => received,
+        None => recv_bytes_probed(py, fd, max),
+    };
+    if let Ok(bytes) = &received {
+        read_into_bytes::sock_record(fd, bytes.as_bytes().len());
+    }
+    received
+}
+
+/// One `recv` of at most `max` bytes, copied out of the shared buffer (or a
+/// temporary one past its size).
+fn recv_bytes_once(py: Python<'_>, fd: i32, max: usize) -> std::io::Result<Bound<'_, PyBytes>> {
+    if max <= SHARED_READ_MAX {
+        return recv_bytes_copied(py, fd, max);
+    }
+    let mut buf = vec![0u8; max];
+    let got = sockio::recv(fd, &mut buf)?;
+    Ok(PyBytes::new(py, &buf[..got]))
+}
+
 /// One `recv` of at most `max` bytes from `fd`, as a `bytes`. `Ok` with an
 /// empty `bytes` is end of stream.
 ///
@@ -146,18 +195,13 @@ extern "C" {
 /// up, more is likely queued: the rest is received straight into a `bytes`
 /// of `max` bytes that is then shrunk to size, so a large read costs one copy
 /// of the probe, not of everything.
-pub(crate) fn recv_bytes<'py>(
+fn recv_bytes_probed<'py>(
     py: Python<'py>,
     fd: i32,
     max: usize,
 ) -> std::io::Result<Bound<'py, PyBytes>> {
     if max > DIRECT_READ_MAX {
-        if max <= SHARED_READ_MAX {
-            return recv_bytes_copied(py, fd, max);
-        }
-        let mut buf = vec![0u8; max];
-        let got = sockio::recv(fd, &mut buf)?;
-        return Ok(PyBytes::new(py, &buf[..got]));
+        return recv_bytes_once(py, fd, max);
     }
     READ_BUFFER.with(|cell| {
         let mut probe = cell.borrow_mut();
@@ -193,7 +237,7 @@ pub(crate) fn recv_bytes<'py>(
 }
 
 /// Shrinks a `bytes` we just created (and nobody else references) to `len`.
-fn shrink<'py>(
+pub(crate) fn shrink<'py>(
     py: Python<'py>,
     bytes: Bound<'py, PyBytes>,
     len: usize,

@@ -292,7 +292,7 @@ fn attempt(py: Python<'_>, sock: &Bound<'_, PyAny>, plain: bool, op: &SockOp) ->
         SockOp::Recv { n } if plain => {
             // n >= 0: recv_nowait refused a negative size before the wait.
             io_step(
-                sock_calls::recv_bytes(py, current_fd(sock)?, *n as usize),
+                sock_calls::recv_bytes(sock, current_fd(sock)?, *n as usize),
                 |data| Ok(Step::Done(data.into_any().unbind())),
             )
         }

@@ -34,6 +34,7 @@ use pyo3::types::PyTuple;
 use crate::extra_info::ExtraInfo;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
+use crate::read_into_bytes::LargeReads;
 use crate::write_limits::WriteLimits;
 use write::BytesChunk;
 
@@ -120,6 +121,8 @@ pub struct SocketTransport {
     fd: RawFd,
     core: Py<LoopCore>,
     state: GilCell<TransportState>,
+    /// The last read was large: the next one goes straight into a `bytes`.
+    large_reads: LargeReads,
 }
 
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

@@ -21,6 +21,7 @@ use crate::fd_watchers::Side;
 use crate::gil_cell::GilCell;
 use crate::loop_core::LoopCore;
 use crate::pyhelpers::asyncio_logger;
+use crate::read_into_bytes::LargeReads;
 use crate::sock_calls::os_error;
 use crate::write_limits::WriteLimits;
 
@@ -87,6 +88,7 @@ impl SocketTransport {
             fd,
             core,
             state: GilCell::new(state),
+            large_reads: LargeReads::default(),
         })
     }
 

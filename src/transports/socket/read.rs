@@ -11,7 +11,8 @@ use pyo3::types::PyTuple;
 use super::{SocketTransport, MAX_READ};
 use crate::fd_watchers::Side;
 use crate::pyhelpers::{asyncio_logger, is_exit};
-use crate::sock_calls::{os_error, recv_bytes_copied};
+use crate::read_into_bytes;
+use crate::sock_calls::os_error;
 use crate::stream_delivery::{self, Received};
 use crate::stream_direct;
 use crate::tls_protocol::TlsProtocolCore;
@@ -186,7 +187,8 @@ impl SocketTransport {
                 }
                 received
             }
-            None => recv_bytes_copied(py, this.fd, MAX_READ).map(Received::Bytes),
+            None => read_into_bytes::recv_bytes(py, this.fd, MAX_READ, &this.large_reads)
+                .map(Received::Bytes),
         };
         let data = match received {
             Ok(Received::Bytes(data)) => data,
