@@ -182,7 +182,11 @@ fn compact_now(py: Python<'_>, slot: u16) {
             // SAFETY: `handle` is a live object we hold; this reads its count.
             if unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
                 // Not the last reference: this release deallocates nothing
-                // and runs no code.
+                // and runs no code. Its holder keeps it, so it goes back
+                // under the collector, as the run loop's release does: a
+                // cycle through it (owner -> handle -> context) must stay
+                // collectable.
+                crate::loop_core::retrack_released(handle.as_unbound());
                 drop(handle);
             } else {
                 removed.push(handle);
